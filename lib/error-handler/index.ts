@@ -1,0 +1,135 @@
+import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
+import type { Settings } from '../config/index.js';
+import { loadSettings } from '../config/index.js';
+import { getContext } from '../context/store.js';
+import type { AppError, ErrorFormat } from '../errors/index.js';
+import { AppError as BaseError, ConfigError, isAppError, renderError } from '../errors/index.js';
+import type { Logger } from '../logging/create-logger.js';
+import { createLogger } from '../logging/create-logger.js';
+import { routeOf } from '../logging/access-log.js';
+import { toAppError } from './map-error.js';
+
+export { toAppError } from './map-error.js';
+
+export interface ErrorsOptions {
+  /**
+   * Response format: the seed's `envelope`, RFC 9457 `problem`, FHIR `fhir`, or `negotiate` from
+   * `Accept` (`application/problem+json`, `application/fhir+json`, else the envelope). Default `negotiate`.
+   */
+  format?: ErrorFormat | 'negotiate';
+  /** Add the stack and internal message to responses — honoured only when NODE_ENV=development. Default `false`. */
+  exposeStack?: boolean;
+  /** Logger for the one line each error gets. Default `createLogger('errors')`. */
+  logger?: Logger;
+  /** Base URI of problem `type`s (`${base}#${code}`). Default: `about:blank`. */
+  problemTypeBase?: string;
+  /** Your own mapping, tried before the built-in ones; return undefined to pass. */
+  mapError?: (err: unknown) => AppError | undefined;
+  /** Settings for defaults (environment). Default: `loadSettings(process.env)`. */
+  settings?: Settings;
+}
+
+const KNOWN = new Set(['format', 'exposeStack', 'logger', 'problemTypeBase', 'mapError', 'settings']);
+const FORMATS = new Set(['envelope', 'problem', 'fhir', 'negotiate']);
+const NEGOTIABLE = ['application/json', 'application/problem+json', 'application/fhir+json'];
+
+function negotiate(req: Request): ErrorFormat {
+  const accept = req.headers.accept;
+  if (accept === undefined || !accept.includes('+json')) return 'envelope';
+  const best = req.accepts(NEGOTIABLE);
+  return best === 'application/problem+json' ? 'problem' : best === 'application/fhir+json' ? 'fhir' : 'envelope';
+}
+
+function checkOptions(options: Readonly<ErrorsOptions>): void {
+  if (typeof options !== 'object' || options === null || 'method' in options || typeof options === 'function') {
+    throw new ConfigError('errors: call it to get the middleware — app.use(core.errors()), not app.use(core.errors)');
+  }
+  for (const key of Object.keys(options)) {
+    if (!KNOWN.has(key)) throw ConfigError.option('errors', key, `one of ${[...KNOWN].join(', ')} (unknown option)`, (options as Record<string, unknown>)[key]);
+  }
+  if (options.format !== undefined && !FORMATS.has(options.format)) throw ConfigError.option('errors', 'format', `one of ${[...FORMATS].join(', ')}`, options.format);
+  if (options.mapError !== undefined && typeof options.mapError !== 'function') throw ConfigError.option('errors', 'mapError', 'a function', options.mapError);
+  if (options.problemTypeBase !== undefined && (typeof options.problemTypeBase !== 'string' || !URL.canParse(options.problemTypeBase))) {
+    throw ConfigError.option('errors', 'problemTypeBase', 'an absolute URI', options.problemTypeBase);
+  }
+}
+
+/**
+ * The single place an error becomes a response. Register it last: `app.use(core.notFound(), core.errors())`.
+ * Logs each error once: 5xx at error with the stack, 4xx at warn without.
+ */
+export function errors(options: Readonly<ErrorsOptions> = {}): ErrorRequestHandler {
+  checkOptions(options);
+  const settings = options.settings ?? loadSettings(process.env);
+  const exposeStack = options.exposeStack === true && settings.environment === 'development';
+  const logger = options.logger ?? createLogger('errors', { settings });
+  const fixedFormat = options.format === undefined || options.format === 'negotiate' ? undefined : options.format;
+  const { mapError, problemTypeBase } = options;
+
+  return function errorsMiddleware(err: unknown, req: Request, res: Response, next: NextFunction): void {
+    let appError: AppError;
+    try {
+      appError = (mapError === undefined ? undefined : mapError(err)) ?? toAppError(err);
+    } catch (mapFailure) {
+      appError = new BaseError('Internal server error', { status: 500, code: 'INTERNAL_ERROR', cause: mapFailure });
+    }
+    const ctx = getContext(req);
+    const status = appError.status;
+    const meta = { status, error_code: appError.code, method: req.method, route: routeOf(req) };
+    if (status >= 500) {
+      const logged = appError === err || !isAppError(err) ? (appError.cause ?? appError) : err;
+      logger.error(appError.expose ? appError.message : 'request failed', { ...meta, error: logged });
+    } else {
+      logger.warn(appError.message, meta);
+    }
+
+    if (res.headersSent) {
+      // Too late for a response of ours: let Express close the connection.
+      next(err);
+      return;
+    }
+    const format = fixedFormat ?? negotiate(req);
+    const details: Record<string, unknown> = { ...appError.details };
+    if (exposeStack) {
+      const source = appError.cause instanceof Error ? appError.cause : appError;
+      details.internal_message = source.message;
+      details.stack = source.stack;
+    }
+    const message = appError.expose || exposeStack ? appError.message : status >= 500 ? 'Internal server error' : appError.message;
+    const rendered = renderError(format, { status, code: appError.code, message, details, requestId: ctx?.requestId }, problemTypeBase);
+    if (appError.headers !== undefined) {
+      for (const [name, value] of Object.entries(appError.headers)) res.setHeader(name, value);
+    }
+    res.setHeader('Cache-Control', 'no-store');
+    res.setHeader('Content-Type', rendered.contentType);
+    res.status(status).send(JSON.stringify(rendered.body));
+  };
+}
+
+/** 404 NOT_FOUND for requests no route matched; register after your routes, before `errors()`. */
+export function notFound(): RequestHandler {
+  return function notFoundMiddleware(req: Request, _res: Response, next: NextFunction): void {
+    next(new BaseError('Route not found', { status: 404, code: 'NOT_FOUND', details: { method: req.method } }));
+  };
+}
+
+type AsyncRequestHandler<Req, Res> = (req: Req, res: Res, next: NextFunction) => unknown;
+
+/**
+ * Wrap an async handler so its rejection reaches `errors()` on Express 4 too (Express 5 does this
+ * itself; wrapping there is harmless).
+ *
+ * @example
+ * router.get('/patients/:id', core.asyncHandler(async (req, res) => { res.json(await repo.get(req.params.id)); }));
+ */
+export function asyncHandler<Req extends Request = Request, Res extends Response = Response>(fn: AsyncRequestHandler<Req, Res>): (req: Req, res: Res, next: NextFunction) => void {
+  if (typeof fn !== 'function') throw ConfigError.option('asyncHandler', 'fn', 'a function', fn);
+  return function asyncHandlerWrapper(req: Req, res: Res, next: NextFunction): void {
+    try {
+      const result = fn(req, res, next);
+      if (result instanceof Promise) result.catch(next);
+    } catch (err) {
+      next(err);
+    }
+  };
+}

@@ -1,0 +1,10 @@
+export type { Logger, LoggerOptions } from './create-logger.js';
+export { createLogger, flushLogger } from './create-logger.js';
+export type { FileTransportOptions } from './file-transport.js';
+export { FileTransport } from './file-transport.js';
+export type { RedactOptions, Redactor } from './redact.js';
+export { createRedactor } from './redact.js';
+export type { LoggingOptions } from './access-log.js';
+export { logging, routeOf } from './access-log.js';
+export type { RequestLogFields, SecuritySeverity } from './helpers.js';
+export { logRequest, logError, logSecurityEvent } from './helpers.js';

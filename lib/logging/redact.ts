@@ -1,0 +1,181 @@
+import { ConfigError } from '../errors/index.js';
+
+export interface RedactOptions {
+  /** Extra key names to redact at any depth (matched case- and separator-insensitively, exactly). */
+  keys?: readonly string[];
+  /** Extra value patterns; each match is replaced with the censor. Must be global (`/…/g`). */
+  patterns?: readonly RegExp[];
+  /** PHI mode: also redact emails, phone numbers and identifying keys (name, dob, address, mrn, …). Default `true`. */
+  phi?: boolean;
+  /** Replacement text. Default `[REDACTED]`. */
+  censor?: string;
+  /** Deeper values are replaced by `[Truncated]`. Default 8. */
+  maxDepth?: number;
+}
+
+
+/** Keys redacted when their normalised form contains one of these. */
+const SECRET_FRAGMENTS = ['password', 'passwd', 'passphrase', 'secret', 'token', 'authorization', 'cookie', 'apikey', 'privatekey', 'credential', 'creditcard', 'cardnumber', 'sessionid', 'jwt'];
+/** Keys redacted when their normalised form is exactly one of these. */
+const SECRET_EXACT = ['ssn', 'socialsecuritynumber', 'pin', 'cvv', 'cvc', 'otp', 'auth', 'bearer', 'signature', 'accountnumber', 'routingnumber'];
+const PHI_EXACT = [
+  'name', 'firstname', 'lastname', 'fullname', 'givenname', 'familyname', 'middlename', 'patientname', 'maidenname',
+  'email', 'emailaddress', 'phone', 'phonenumber', 'mobile', 'telephone', 'fax',
+  'dob', 'dateofbirth', 'birthdate', 'birthday',
+  'address', 'street', 'streetaddress', 'city', 'zip', 'zipcode', 'postalcode',
+  'mrn', 'medicalrecordnumber', 'insuranceid', 'memberid', 'policynumber', 'licensenumber', 'driverslicense', 'passport', 'passportnumber',
+  'diagnosis', 'diagnoses', 'condition', 'medication', 'medications', 'notes', 'clinicalnotes',
+];
+
+const JWT = /\beyJ[\w-]{2,}\.[\w-]{2,}\.[\w-]*/g;
+const AUTH_SCHEME = /\b(Bearer|Basic|Digest)\s+[\w.~+/=-]{4,}/gi;
+const SSN = /(?<!\d)\d{3}[- ]\d{2}[- ]\d{4}(?!\d)/g;
+const CARD = /(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)/g;
+const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/[^:/\s@]*:)[^@\s/]+@/gi;
+const QUERY_VALUE = /([?&][^=&#\s?]+=)[^&#\s]*/g;
+const EMAIL = /[\w.%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/g;
+const PHONE = /(?<![\w+])(?:\+?1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}(?!\d)|(?<![\w+])\+\d{8,15}(?!\d)/g;
+const CONTROL = /[\u0000-\u001f\u007f\u2028\u2029]/g;
+/** Cheap pre-check: a string with none of these cannot match any pattern above. */
+const SUSPICIOUS = /[\u0000-\u001f\u007f\u2028\u2029@?=]|\d{3}|eyJ|bearer|basic|digest|:\/\//i;
+
+function luhn(digits: string): boolean {
+  let sum = 0;
+  let double = false;
+  for (let i = digits.length - 1; i >= 0; i--) {
+    let d = digits.charCodeAt(i) - 48;
+    if (double) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+    double = !double;
+  }
+  return sum % 10 === 0;
+}
+
+function escapeControl(ch: string): string {
+  switch (ch) {
+    case '\n':
+      return '\\n';
+    case '\r':
+      return '\\r';
+    case '\t':
+      return '\\t';
+    default:
+      return `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  }
+}
+
+const normaliseKey = (key: string): string => key.toLowerCase().replace(/[^a-z0-9]/g, '');
+
+function checkOptions(options: Readonly<RedactOptions>): void {
+  if (options.keys !== undefined && (!Array.isArray(options.keys) || options.keys.some((k) => typeof k !== 'string'))) {
+    throw ConfigError.option('createLogger', 'redact.keys', 'an array of strings', options.keys);
+  }
+  for (const p of options.patterns ?? []) {
+    if (!(p instanceof RegExp) || !p.global) throw ConfigError.option('createLogger', 'redact.patterns', 'global RegExps (/…/g)', p);
+  }
+  if (options.maxDepth !== undefined && (!Number.isInteger(options.maxDepth) || options.maxDepth < 1)) {
+    throw ConfigError.option('createLogger', 'redact.maxDepth', 'a positive integer', options.maxDepth);
+  }
+}
+
+/**
+ * Build the redactor the logger runs on every line. It never mutates its input: objects are copied
+ * as they are cleaned, so logging `req.body` cannot change `req.body`.
+ */
+export function createRedactor(options: Readonly<RedactOptions> = {}): Redactor {
+  checkOptions(options);
+  const censor = options.censor ?? '[REDACTED]';
+  const phi = options.phi ?? true;
+  const maxDepth = options.maxDepth ?? 8;
+  const exact = new Set([...SECRET_EXACT, ...(phi ? PHI_EXACT : []), ...(options.keys ?? []).map(normaliseKey)]);
+  const extra = options.patterns ?? [];
+  // Decisions per key name are cached: a service logs the same few hundred keys over and over.
+  const keyCache = new Map<string, boolean>();
+
+  const isSensitiveKey = (key: string): boolean => {
+    let hit = keyCache.get(key);
+    if (hit === undefined) {
+      const n = normaliseKey(key);
+      hit = exact.has(n) || SECRET_FRAGMENTS.some((f) => n.includes(f));
+      if (keyCache.size < 10_000) keyCache.set(key, hit);
+    }
+    return hit;
+  };
+
+  const redactString = (s: string): string => {
+    if (!SUSPICIOUS.test(s)) return s;
+    let out = s
+      .replace(JWT, censor)
+      .replace(AUTH_SCHEME, `$1 ${censor}`)
+      .replace(URL_CREDENTIALS, `$1${censor}@`)
+      .replace(SSN, censor)
+      .replace(CARD, (m) => (luhn(m.replace(/[ -]/g, '')) ? censor : m));
+    if (out.includes('?')) out = out.replace(QUERY_VALUE, `$1${censor}`);
+    if (phi) out = out.replace(EMAIL, censor).replace(PHONE, censor);
+    for (const p of extra) out = out.replace(p, censor);
+    return out.replace(CONTROL, escapeControl);
+  };
+
+  const redact = (value: unknown, depth: number, seen: object[]): unknown => {
+    switch (typeof value) {
+      case 'string':
+        return redactString(value);
+      case 'bigint':
+        return value.toString();
+      case 'function':
+      case 'symbol':
+        return undefined;
+      case 'object':
+        break;
+      default:
+        return value;
+    }
+    if (value === null) return null;
+    if (depth >= maxDepth) return '[Truncated]';
+    if (seen.includes(value)) return '[Circular]';
+    if (value instanceof Date) return Number.isNaN(value.getTime()) ? 'Invalid Date' : value.toISOString();
+    if (Buffer.isBuffer(value)) return `[Buffer ${value.length} bytes]`;
+    seen.push(value);
+    try {
+      if (Array.isArray(value)) return value.slice(0, 100).map((v) => redact(v, depth + 1, seen));
+      if (value instanceof Error) return redactError(value, depth, seen);
+      if (value instanceof Map) return redactEntries([...value.entries()].map(([k, v]) => [String(k), v]), depth, seen);
+      if (value instanceof Set) return [...value].slice(0, 100).map((v) => redact(v, depth + 1, seen));
+      const toJSON = (value as { toJSON?: unknown }).toJSON;
+      if (typeof toJSON === 'function') return redact(toJSON.call(value), depth + 1, seen);
+      return redactEntries(Object.entries(value), depth, seen);
+    } finally {
+      seen.pop();
+    }
+  };
+
+  const redactEntries = (entries: [string, unknown][], depth: number, seen: object[]): Record<string, unknown> => {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of entries) {
+      if (v === undefined) continue;
+      out[k] = isSensitiveKey(k) ? censor : redact(v, depth + 1, seen);
+    }
+    return out;
+  };
+
+  const redactError = (err: Error, depth: number, seen: object[]): Record<string, unknown> => {
+    const out: Record<string, unknown> = { type: err.name, message: redactString(err.message) };
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'string' || typeof code === 'number') out.code = code;
+    if (err.stack !== undefined) out.stack = redactString(err.stack);
+    if (err.cause !== undefined) out.cause = redact(err.cause, depth + 1, seen);
+    return out;
+  };
+
+  return Object.assign((value: unknown): unknown => redact(value, 0, []), { isSensitiveKey, redactString });
+}
+
+/** A redactor: call it on any value; the logger's format also uses its parts on top-level fields. */
+export interface Redactor {
+  (value: unknown): unknown;
+  isSensitiveKey(key: string): boolean;
+  redactString(s: string): string;
+}
