@@ -1,10 +1,48 @@
 // caduceus — the public API. Named exports only; nothing here runs at import time.
 export * from './errors/index.js';
-export type { Settings, Environment, JwtAlgorithm, LogLevel, DatabaseSettings, AuthSettings, ExternalServicesSettings, MonitoringSettings, SecuritySettings, DevelopmentSettings, VariableSpec } from './config/index.js';
+export type {
+  Settings,
+  Environment,
+  JwtAlgorithm,
+  LogLevel,
+  DatabaseSettings,
+  AuthSettings,
+  ExternalServicesSettings,
+  MonitoringSettings,
+  SecuritySettings,
+  DevelopmentSettings,
+  VariableSpec,
+} from './config/index.js';
 export { loadSettings, SAMPLE_JWT_SECRET, VARIABLES } from './config/index.js';
 export type { RequestContext, RequestContextOptions, TraceParent } from './context/index.js';
-export { requestContext, getContext, getRequestId, setUser, runWithContext, createContext, parseTraceparent } from './context/index.js';
-export type { Logger, LoggerOptions, FileTransportOptions, RedactOptions, Redactor, LoggingOptions, RequestLogFields, SecuritySeverity } from './logging/index.js';
-export { createLogger, flushLogger, FileTransport, createRedactor, logging, logRequest, logError, logSecurityEvent } from './logging/index.js';
+export {
+  requestContext,
+  getContext,
+  getRequestId,
+  setUser,
+  runWithContext,
+  createContext,
+  parseTraceparent,
+} from './context/index.js';
+export type {
+  Logger,
+  LoggerOptions,
+  FileTransportOptions,
+  RedactOptions,
+  Redactor,
+  LoggingOptions,
+  RequestLogFields,
+  SecuritySeverity,
+} from './logging/index.js';
+export {
+  createLogger,
+  flushLogger,
+  FileTransport,
+  createRedactor,
+  logging,
+  logRequest,
+  logError,
+  logSecurityEvent,
+} from './logging/index.js';
 export type { ErrorsOptions } from './error-handler/index.js';
 export { errors, notFound, asyncHandler, toAppError } from './error-handler/index.js';

@@ -113,13 +113,21 @@ function maskable<T extends object>(section: T, secretKeys: readonly string[]): 
   return section;
 }
 
-function readValue(env: Readonly<Record<string, string | undefined>>, spec: (typeof VARIABLES)[number], issues: ConfigIssue[]): string | undefined {
+function readValue(
+  env: Readonly<Record<string, string | undefined>>,
+  spec: (typeof VARIABLES)[number],
+  issues: ConfigIssue[],
+): string | undefined {
   const direct = env[spec.env];
   const fileName = spec.fileVariant === true ? env[`${spec.env}_FILE`] : undefined;
   const hasDirect = direct !== undefined && direct !== '';
   if (fileName !== undefined && fileName !== '') {
     if (hasDirect) {
-      issues.push({ name: `${spec.env}_FILE`, expected: `only one of ${spec.env} and ${spec.env}_FILE`, received: 'both set' });
+      issues.push({
+        name: `${spec.env}_FILE`,
+        expected: `only one of ${spec.env} and ${spec.env}_FILE`,
+        received: 'both set',
+      });
       return undefined;
     }
     try {
@@ -127,7 +135,11 @@ function readValue(env: Readonly<Record<string, string | undefined>>, spec: (typ
       return readFileSync(fileName, 'utf8').replace(/\r?\n$/, '');
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
-      issues.push({ name: `${spec.env}_FILE`, expected: 'a readable file', received: `a path that failed with ${code}` });
+      issues.push({
+        name: `${spec.env}_FILE`,
+        expected: 'a readable file',
+        received: `a path that failed with ${code}`,
+      });
       return undefined;
     }
   }
@@ -151,7 +163,11 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>> =
     if (parsed.success) {
       setPath(out, spec.path, parsed.data);
     } else {
-      issues.push({ name: spec.env, expected: spec.expected, received: describeEnv(raw ?? '', spec.secret === true) });
+      issues.push({
+        name: spec.env,
+        expected: spec.expected,
+        received: describeEnv(raw ?? '', spec.secret === true),
+      });
     }
   }
   const environment = out.environment as Environment | undefined;
@@ -159,9 +175,17 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>> =
   const secret = auth.secretKey as string | undefined;
   if (environment === 'production') {
     if (secret === SAMPLE_JWT_SECRET) {
-      issues.push({ name: 'JWT_SECRET_KEY', expected: 'a secret of your own in production, not the sample from the documentation', received: 'the sample secret' });
+      issues.push({
+        name: 'JWT_SECRET_KEY',
+        expected: 'a secret of your own in production, not the sample from the documentation',
+        received: 'the sample secret',
+      });
     } else if (secret !== undefined && Buffer.byteLength(secret) < MIN_SECRET_BYTES) {
-      issues.push({ name: 'JWT_SECRET_KEY', expected: `at least ${MIN_SECRET_BYTES} bytes in production`, received: `a secret of ${Buffer.byteLength(secret)} bytes` });
+      issues.push({
+        name: 'JWT_SECRET_KEY',
+        expected: `at least ${MIN_SECRET_BYTES} bytes in production`,
+        received: `a secret of ${Buffer.byteLength(secret)} bytes`,
+      });
     }
   } else {
     auth.secretKey = secret ?? SAMPLE_JWT_SECRET;

@@ -48,7 +48,11 @@ const int = (fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
       return n;
     });
 
-const str = (fallback: string) => z.string().optional().transform((v) => v ?? fallback);
+const str = (fallback: string) =>
+  z
+    .string()
+    .optional()
+    .transform((v) => v ?? fallback);
 const optionalStr = () => z.string().optional();
 
 const url = (protocols: readonly string[], fallback?: string) =>
@@ -126,7 +130,21 @@ const oneOf = <const T extends string>(values: readonly T[], fallback: T) =>
       return found;
     });
 
-export const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
+export const JWT_ALGORITHMS = [
+  'HS256',
+  'HS384',
+  'HS512',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+] as const;
 
 const jwtAlgorithm = z
   .string()
@@ -148,30 +166,130 @@ export const NODE_ENVS = ['development', 'test', 'staging', 'production'] as con
 
 /** Every environment variable caduceus reads, in one table (also the source of docs/configuration.md). */
 export const VARIABLES: readonly VariableSpec[] = [
-  { env: 'NODE_ENV', path: 'environment', schema: oneOf(NODE_ENVS, 'development'), expected: `one of ${NODE_ENVS.join(', ')}` },
+  {
+    env: 'NODE_ENV',
+    path: 'environment',
+    schema: oneOf(NODE_ENVS, 'development'),
+    expected: `one of ${NODE_ENVS.join(', ')}`,
+  },
   { env: 'APP_NAME', path: 'appName', schema: str('Personal Health Assistant'), expected: 'a name' },
   { env: 'APP_VERSION', path: 'appVersion', schema: str('1.0.0'), expected: 'a version string' },
-  { env: 'API_PREFIX', path: 'apiPrefix', schema: z.string().regex(/^\/[\w\-/.]*$/).optional().transform((v) => v ?? '/api/v1'), expected: 'a path starting with /' },
+  {
+    env: 'API_PREFIX',
+    path: 'apiPrefix',
+    schema: z
+      .string()
+      .regex(/^\/[\w\-/.]*$/)
+      .optional()
+      .transform((v) => v ?? '/api/v1'),
+    expected: 'a path starting with /',
+  },
   { env: 'DOCS_URL', path: 'docsUrl', schema: str('/docs'), expected: 'a path' },
-  { env: 'RATE_LIMIT_REQUESTS', path: 'rateLimitRequests', schema: int(100, 1), expected: 'a positive integer' },
-  { env: 'RATE_LIMIT_WINDOW', path: 'rateLimitWindow', schema: int(60, 1), expected: 'a positive integer (seconds)' },
-  { env: 'DATABASE_URL', path: 'database.url', schema: url(['postgres', 'postgresql', 'mysql', 'mariadb', 'sqlite']), expected: 'a postgres://, mysql://, mariadb:// or sqlite: URL', secret: true, fileVariant: true },
-  { env: 'DATABASE_POOL_SIZE', path: 'database.poolSize', schema: int(10, 1, 1000), expected: 'an integer from 1 to 1000' },
-  { env: 'DATABASE_MAX_OVERFLOW', path: 'database.maxOverflow', schema: int(20, 0, 1000), expected: 'an integer from 0 to 1000' },
+  {
+    env: 'RATE_LIMIT_REQUESTS',
+    path: 'rateLimitRequests',
+    schema: int(100, 1),
+    expected: 'a positive integer',
+  },
+  {
+    env: 'RATE_LIMIT_WINDOW',
+    path: 'rateLimitWindow',
+    schema: int(60, 1),
+    expected: 'a positive integer (seconds)',
+  },
+  {
+    env: 'DATABASE_URL',
+    path: 'database.url',
+    schema: url(['postgres', 'postgresql', 'mysql', 'mariadb', 'sqlite']),
+    expected: 'a postgres://, mysql://, mariadb:// or sqlite: URL',
+    secret: true,
+    fileVariant: true,
+  },
+  {
+    env: 'DATABASE_POOL_SIZE',
+    path: 'database.poolSize',
+    schema: int(10, 1, 1000),
+    expected: 'an integer from 1 to 1000',
+  },
+  {
+    env: 'DATABASE_MAX_OVERFLOW',
+    path: 'database.maxOverflow',
+    schema: int(20, 0, 1000),
+    expected: 'an integer from 0 to 1000',
+  },
   { env: 'DATABASE_ECHO', path: 'database.echo', schema: bool(false), expected: 'true or false' },
-  { env: 'JWT_SECRET_KEY', path: 'auth.secretKey', schema: optionalStr(), expected: 'a secret of at least 32 bytes', secret: true, fileVariant: true },
-  { env: 'JWT_ALGORITHM', path: 'auth.algorithm', schema: jwtAlgorithm, expected: `one of ${JWT_ALGORITHMS.join(', ')}` },
-  { env: 'JWT_ACCESS_TOKEN_EXPIRE_MINUTES', path: 'auth.accessTokenExpireMinutes', schema: int(30, 1, 60 * 24 * 365), expected: 'a positive integer (minutes)' },
-  { env: 'JWT_REFRESH_TOKEN_EXPIRE_DAYS', path: 'auth.refreshTokenExpireDays', schema: int(7, 1, 3650), expected: 'a positive integer (days)' },
+  {
+    env: 'JWT_SECRET_KEY',
+    path: 'auth.secretKey',
+    schema: optionalStr(),
+    expected: 'a secret of at least 32 bytes',
+    secret: true,
+    fileVariant: true,
+  },
+  {
+    env: 'JWT_ALGORITHM',
+    path: 'auth.algorithm',
+    schema: jwtAlgorithm,
+    expected: `one of ${JWT_ALGORITHMS.join(', ')}`,
+  },
+  {
+    env: 'JWT_ACCESS_TOKEN_EXPIRE_MINUTES',
+    path: 'auth.accessTokenExpireMinutes',
+    schema: int(30, 1, 60 * 24 * 365),
+    expected: 'a positive integer (minutes)',
+  },
+  {
+    env: 'JWT_REFRESH_TOKEN_EXPIRE_DAYS',
+    path: 'auth.refreshTokenExpireDays',
+    schema: int(7, 1, 3650),
+    expected: 'a positive integer (days)',
+  },
   { env: 'JWT_ISSUER', path: 'auth.issuer', schema: optionalStr(), expected: 'an issuer string' },
   { env: 'JWT_AUDIENCE', path: 'auth.audience', schema: optionalStr(), expected: 'an audience string' },
-  { env: 'REDIS_URL', path: 'externalServices.redisUrl', schema: url(['redis', 'rediss']), expected: 'a redis:// or rediss:// URL', secret: true, fileVariant: true },
-  { env: 'QDRANT_URL', path: 'externalServices.qdrantUrl', schema: url(['http', 'https']), expected: 'an http(s) URL' },
-  { env: 'KAFKA_BOOTSTRAP_SERVERS', path: 'externalServices.kafkaBootstrapServers', schema: optionalStr(), expected: 'host:port[,host:port]' },
-  { env: 'SECURITY_CORS_ORIGINS', path: 'security.corsOrigins', schema: list(['http://localhost:3000', 'http://localhost:8080']), expected: 'a comma-separated list of origins' },
-  { env: 'SECURITY_CORS_ALLOW_CREDENTIALS', path: 'security.corsAllowCredentials', schema: bool(true), expected: 'true or false' },
-  { env: 'LOG_LEVEL', path: 'monitoring.logLevel', schema: logLevel, expected: 'one of DEBUG, INFO, WARNING, ERROR, CRITICAL (or a winston level)' },
-  { env: 'LOG_FORMAT', path: 'monitoring.logFormat', schema: z.enum(['json', 'pretty']).optional(), expected: 'json or pretty' },
+  {
+    env: 'REDIS_URL',
+    path: 'externalServices.redisUrl',
+    schema: url(['redis', 'rediss']),
+    expected: 'a redis:// or rediss:// URL',
+    secret: true,
+    fileVariant: true,
+  },
+  {
+    env: 'QDRANT_URL',
+    path: 'externalServices.qdrantUrl',
+    schema: url(['http', 'https']),
+    expected: 'an http(s) URL',
+  },
+  {
+    env: 'KAFKA_BOOTSTRAP_SERVERS',
+    path: 'externalServices.kafkaBootstrapServers',
+    schema: optionalStr(),
+    expected: 'host:port[,host:port]',
+  },
+  {
+    env: 'SECURITY_CORS_ORIGINS',
+    path: 'security.corsOrigins',
+    schema: list(['http://localhost:3000', 'http://localhost:8080']),
+    expected: 'a comma-separated list of origins',
+  },
+  {
+    env: 'SECURITY_CORS_ALLOW_CREDENTIALS',
+    path: 'security.corsAllowCredentials',
+    schema: bool(true),
+    expected: 'true or false',
+  },
+  {
+    env: 'LOG_LEVEL',
+    path: 'monitoring.logLevel',
+    schema: logLevel,
+    expected: 'one of DEBUG, INFO, WARNING, ERROR, CRITICAL (or a winston level)',
+  },
+  {
+    env: 'LOG_FORMAT',
+    path: 'monitoring.logFormat',
+    schema: z.enum(['json', 'pretty']).optional(),
+    expected: 'json or pretty',
+  },
   { env: 'LOG_FILE', path: 'monitoring.logFile', schema: optionalStr(), expected: 'a file path' },
   { env: 'LOG_ERROR_FILE', path: 'monitoring.errorLogFile', schema: optionalStr(), expected: 'a file path' },
   { env: 'ENABLE_METRICS', path: 'monitoring.enableMetrics', schema: bool(true), expected: 'true or false' },

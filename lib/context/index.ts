@@ -1,6 +1,6 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { performance } from 'node:perf_hooks';
-import { ConfigError } from '../errors/index.js';
+import { ConfigError, readOptions } from '../errors/index.js';
 import { createIdSource, parseTraceparent } from './ids.js';
 import { CONTEXT_KEY, Context, storage } from './store.js';
 import type { RequestContext } from './store.js';
@@ -31,17 +31,26 @@ export interface RequestContextOptions {
 }
 
 const SAFE_ID = /^[A-Za-z0-9._:-]+$/;
-const KNOWN = new Set(['header', 'trustIncoming', 'maxLength', 'validate', 'generate', 'setResponseHeader', 'trustTraceparent']);
+const KNOWN = [
+  'header',
+  'trustIncoming',
+  'maxLength',
+  'validate',
+  'generate',
+  'setResponseHeader',
+  'trustTraceparent',
+] as const;
 
 function checkOptions(options: Readonly<RequestContextOptions>): void {
-  for (const key of Object.keys(options)) {
-    if (!KNOWN.has(key)) throw ConfigError.option('requestContext', key, `one of ${[...KNOWN].join(', ')} (unknown option)`, (options as Record<string, unknown>)[key]);
-  }
   const { header, maxLength, validate, generate } = options;
-  if (header !== undefined && (typeof header !== 'string' || !/^[A-Za-z0-9-]+$/.test(header))) throw ConfigError.option('requestContext', 'header', 'a header name', header);
-  if (maxLength !== undefined && (!Number.isInteger(maxLength) || maxLength < 1 || maxLength > 1024)) throw ConfigError.option('requestContext', 'maxLength', 'an integer from 1 to 1024', maxLength);
-  if (validate !== undefined && typeof validate !== 'function') throw ConfigError.option('requestContext', 'validate', 'a function', validate);
-  if (generate !== undefined && typeof generate !== 'function') throw ConfigError.option('requestContext', 'generate', 'a function', generate);
+  if (header !== undefined && (typeof header !== 'string' || !/^[A-Za-z0-9-]+$/.test(header)))
+    throw ConfigError.option('requestContext', 'header', 'a header name', header);
+  if (maxLength !== undefined && (!Number.isInteger(maxLength) || maxLength < 1 || maxLength > 1024))
+    throw ConfigError.option('requestContext', 'maxLength', 'an integer from 1 to 1024', maxLength);
+  if (validate !== undefined && typeof validate !== 'function')
+    throw ConfigError.option('requestContext', 'validate', 'a function', validate);
+  if (generate !== undefined && typeof generate !== 'function')
+    throw ConfigError.option('requestContext', 'generate', 'a function', generate);
 }
 
 /**
@@ -52,25 +61,26 @@ function checkOptions(options: Readonly<RequestContextOptions>): void {
  * app.use(core.requestContext());
  * app.get('/x', (req, res) => res.json({ id: core.getRequestId() }));
  */
-export function requestContext(options: Readonly<RequestContextOptions> = {}): RequestHandler {
-  if (typeof options !== 'object' || options === null || 'method' in options) {
-    throw new ConfigError('requestContext: call it to get the middleware — app.use(core.requestContext()), not app.use(core.requestContext)');
-  }
+export function requestContext(input: Readonly<RequestContextOptions> = {}): RequestHandler {
+  const options = readOptions<RequestContextOptions>('requestContext', input, KNOWN);
   checkOptions(options);
   const header = (options.header ?? 'x-request-id').toLowerCase();
   const trustIncoming = options.trustIncoming ?? true;
   const maxLength = options.maxLength ?? 128;
   const validate = options.validate ?? ((id: string) => id.length <= maxLength && SAFE_ID.test(id));
   const ids = createIdSource();
-  const generate = options.generate ?? ids.requestId;
+  const generate = options.generate ?? ids.requestId.bind(ids);
   const setHeader = options.setResponseHeader ?? true;
   const trustTraceparent = options.trustTraceparent ?? true;
   const als = storage();
 
   return function requestContextMiddleware(req: Request, res: Response, next: NextFunction): void {
     const incoming = trustIncoming ? req.headers[header] : undefined;
-    const requestId = typeof incoming === 'string' && incoming.length > 0 && validate(incoming) ? incoming : generate();
-    const parent = trustTraceparent ? parseTraceparent(typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined) : undefined;
+    const requestId =
+      typeof incoming === 'string' && incoming.length > 0 && validate(incoming) ? incoming : generate();
+    const parent = trustTraceparent
+      ? parseTraceparent(typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined)
+      : undefined;
     const ctx = new Context(
       req,
       requestId,
@@ -88,9 +98,20 @@ export function requestContext(options: Readonly<RequestContextOptions> = {}): R
 }
 
 /** A context for work outside HTTP (jobs, consumers, tests), for `runWithContext`. */
-export function createContext(init: { requestId?: string; traceId?: string; userId?: string } = {}): RequestContext {
+export function createContext(
+  init: { requestId?: string; traceId?: string; userId?: string } = {},
+): RequestContext {
   const ids = createIdSource(64);
-  const ctx = new Context(undefined, init.requestId ?? ids.requestId(), init.traceId ?? ids.traceId(), ids.spanId(), undefined, '01', Date.now(), performance.now());
+  const ctx = new Context(
+    undefined,
+    init.requestId ?? ids.requestId(),
+    init.traceId ?? ids.traceId(),
+    ids.spanId(),
+    undefined,
+    '01',
+    Date.now(),
+    performance.now(),
+  );
   ctx.userId = init.userId;
   return ctx;
 }

@@ -53,7 +53,8 @@ export class Context implements RequestContext {
   }
 
   get ip(): string | undefined {
-    if (this.#ip === null) this.#ip = this.#req === undefined ? undefined : (this.#req.ip ?? this.#req.socket.remoteAddress);
+    if (this.#ip === null)
+      this.#ip = this.#req === undefined ? undefined : (this.#req.ip ?? this.#req.socket.remoteAddress);
     return this.#ip;
   }
 

@@ -3,7 +3,7 @@ import type { Settings } from '../config/index.js';
 import { loadSettings } from '../config/index.js';
 import { getContext } from '../context/store.js';
 import type { AppError, ErrorFormat } from '../errors/index.js';
-import { AppError as BaseError, ConfigError, isAppError, renderError } from '../errors/index.js';
+import { AppError as BaseError, ConfigError, isAppError, readOptions, renderError } from '../errors/index.js';
 import type { Logger } from '../logging/create-logger.js';
 import { createLogger } from '../logging/create-logger.js';
 import { routeOf } from '../logging/access-log.js';
@@ -29,7 +29,7 @@ export interface ErrorsOptions {
   settings?: Settings;
 }
 
-const KNOWN = new Set(['format', 'exposeStack', 'logger', 'problemTypeBase', 'mapError', 'settings']);
+const KNOWN = ['format', 'exposeStack', 'logger', 'problemTypeBase', 'mapError', 'settings'] as const;
 const FORMATS = new Set(['envelope', 'problem', 'fhir', 'negotiate']);
 const NEGOTIABLE = ['application/json', 'application/problem+json', 'application/fhir+json'];
 
@@ -37,19 +37,22 @@ function negotiate(req: Request): ErrorFormat {
   const accept = req.headers.accept;
   if (accept === undefined || !accept.includes('+json')) return 'envelope';
   const best = req.accepts(NEGOTIABLE);
-  return best === 'application/problem+json' ? 'problem' : best === 'application/fhir+json' ? 'fhir' : 'envelope';
+  return best === 'application/problem+json'
+    ? 'problem'
+    : best === 'application/fhir+json'
+      ? 'fhir'
+      : 'envelope';
 }
 
 function checkOptions(options: Readonly<ErrorsOptions>): void {
-  if (typeof options !== 'object' || options === null || 'method' in options || typeof options === 'function') {
-    throw new ConfigError('errors: call it to get the middleware — app.use(core.errors()), not app.use(core.errors)');
-  }
-  for (const key of Object.keys(options)) {
-    if (!KNOWN.has(key)) throw ConfigError.option('errors', key, `one of ${[...KNOWN].join(', ')} (unknown option)`, (options as Record<string, unknown>)[key]);
-  }
-  if (options.format !== undefined && !FORMATS.has(options.format)) throw ConfigError.option('errors', 'format', `one of ${[...FORMATS].join(', ')}`, options.format);
-  if (options.mapError !== undefined && typeof options.mapError !== 'function') throw ConfigError.option('errors', 'mapError', 'a function', options.mapError);
-  if (options.problemTypeBase !== undefined && (typeof options.problemTypeBase !== 'string' || !URL.canParse(options.problemTypeBase))) {
+  if (options.format !== undefined && !FORMATS.has(options.format))
+    throw ConfigError.option('errors', 'format', `one of ${[...FORMATS].join(', ')}`, options.format);
+  if (options.mapError !== undefined && typeof options.mapError !== 'function')
+    throw ConfigError.option('errors', 'mapError', 'a function', options.mapError);
+  if (
+    options.problemTypeBase !== undefined &&
+    (typeof options.problemTypeBase !== 'string' || !URL.canParse(options.problemTypeBase))
+  ) {
     throw ConfigError.option('errors', 'problemTypeBase', 'an absolute URI', options.problemTypeBase);
   }
 }
@@ -58,12 +61,18 @@ function checkOptions(options: Readonly<ErrorsOptions>): void {
  * The single place an error becomes a response. Register it last: `app.use(core.notFound(), core.errors())`.
  * Logs each error once: 5xx at error with the stack, 4xx at warn without.
  */
-export function errors(options: Readonly<ErrorsOptions> = {}): ErrorRequestHandler {
+export function errors(input: Readonly<ErrorsOptions> = {}): ErrorRequestHandler {
+  if (typeof input === 'function')
+    throw new ConfigError(
+      'errors: call it to get the middleware — app.use(core.errors()), not app.use(core.errors)',
+    );
+  const options = readOptions<ErrorsOptions>('errors', input, KNOWN);
   checkOptions(options);
   const settings = options.settings ?? loadSettings(process.env);
   const exposeStack = options.exposeStack === true && settings.environment === 'development';
   const logger = options.logger ?? createLogger('errors', { settings });
-  const fixedFormat = options.format === undefined || options.format === 'negotiate' ? undefined : options.format;
+  const fixedFormat =
+    options.format === undefined || options.format === 'negotiate' ? undefined : options.format;
   const { mapError, problemTypeBase } = options;
 
   return function errorsMiddleware(err: unknown, req: Request, res: Response, next: NextFunction): void {
@@ -71,7 +80,11 @@ export function errors(options: Readonly<ErrorsOptions> = {}): ErrorRequestHandl
     try {
       appError = (mapError === undefined ? undefined : mapError(err)) ?? toAppError(err);
     } catch (mapFailure) {
-      appError = new BaseError('Internal server error', { status: 500, code: 'INTERNAL_ERROR', cause: mapFailure });
+      appError = new BaseError('Internal server error', {
+        status: 500,
+        code: 'INTERNAL_ERROR',
+        cause: mapFailure,
+      });
     }
     const ctx = getContext(req);
     const status = appError.status;
@@ -95,8 +108,17 @@ export function errors(options: Readonly<ErrorsOptions> = {}): ErrorRequestHandl
       details.internal_message = source.message;
       details.stack = source.stack;
     }
-    const message = appError.expose || exposeStack ? appError.message : status >= 500 ? 'Internal server error' : appError.message;
-    const rendered = renderError(format, { status, code: appError.code, message, details, requestId: ctx?.requestId }, problemTypeBase);
+    const message =
+      appError.expose || exposeStack
+        ? appError.message
+        : status >= 500
+          ? 'Internal server error'
+          : appError.message;
+    const rendered = renderError(
+      format,
+      { status, code: appError.code, message, details, requestId: ctx?.requestId },
+      problemTypeBase,
+    );
     if (appError.headers !== undefined) {
       for (const [name, value] of Object.entries(appError.headers)) res.setHeader(name, value);
     }
@@ -109,7 +131,9 @@ export function errors(options: Readonly<ErrorsOptions> = {}): ErrorRequestHandl
 /** 404 NOT_FOUND for requests no route matched; register after your routes, before `errors()`. */
 export function notFound(): RequestHandler {
   return function notFoundMiddleware(req: Request, _res: Response, next: NextFunction): void {
-    next(new BaseError('Route not found', { status: 404, code: 'NOT_FOUND', details: { method: req.method } }));
+    next(
+      new BaseError('Route not found', { status: 404, code: 'NOT_FOUND', details: { method: req.method } }),
+    );
   };
 }
 
@@ -122,7 +146,9 @@ type AsyncRequestHandler<Req, Res> = (req: Req, res: Res, next: NextFunction) =>
  * @example
  * router.get('/patients/:id', core.asyncHandler(async (req, res) => { res.json(await repo.get(req.params.id)); }));
  */
-export function asyncHandler<Req extends Request = Request, Res extends Response = Response>(fn: AsyncRequestHandler<Req, Res>): (req: Req, res: Res, next: NextFunction) => void {
+export function asyncHandler<Req extends Request = Request, Res extends Response = Response>(
+  fn: AsyncRequestHandler<Req, Res>,
+): (req: Req, res: Res, next: NextFunction) => void {
   if (typeof fn !== 'function') throw ConfigError.option('asyncHandler', 'fn', 'a function', fn);
   return function asyncHandlerWrapper(req: Req, res: Res, next: NextFunction): void {
     try {

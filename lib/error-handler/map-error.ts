@@ -24,7 +24,11 @@ function fromBodyParser(type: string, status: number, cause: unknown): AppError 
       return new BaseError('Too many parameters', { status: 413, code: 'PAYLOAD_TOO_LARGE', cause });
     case 'encoding.unsupported':
     case 'charset.unsupported':
-      return new BaseError('Unsupported content encoding or charset', { status: 415, code: 'UNSUPPORTED_MEDIA_TYPE', cause });
+      return new BaseError('Unsupported content encoding or charset', {
+        status: 415,
+        code: 'UNSUPPORTED_MEDIA_TYPE',
+        cause,
+      });
     case 'request.aborted':
     case 'request.size.invalid':
       return new BaseError('Request body was incomplete', { status: 400, code: 'BAD_REQUEST', cause });
@@ -37,16 +41,28 @@ function fromBodyParser(type: string, status: number, cause: unknown): AppError 
 function fromJwt(name: string, cause: unknown): AppError | undefined {
   switch (name) {
     case 'TokenExpiredError':
-      return new UnauthorizedError('Token has expired', { code: 'TOKEN_EXPIRED', bearerError: 'invalid_token', cause });
+      return new UnauthorizedError('Token has expired', {
+        code: 'TOKEN_EXPIRED',
+        bearerError: 'invalid_token',
+        cause,
+      });
     case 'JsonWebTokenError':
     case 'NotBeforeError':
     case 'JWSInvalid':
     case 'JWTInvalid':
     case 'JWTClaimValidationFailed':
     case 'JWSSignatureVerificationFailed':
-      return new UnauthorizedError('Token is invalid', { code: 'TOKEN_INVALID', bearerError: 'invalid_token', cause });
+      return new UnauthorizedError('Token is invalid', {
+        code: 'TOKEN_INVALID',
+        bearerError: 'invalid_token',
+        cause,
+      });
     case 'JWTExpired':
-      return new UnauthorizedError('Token has expired', { code: 'TOKEN_EXPIRED', bearerError: 'invalid_token', cause });
+      return new UnauthorizedError('Token has expired', {
+        code: 'TOKEN_EXPIRED',
+        bearerError: 'invalid_token',
+        cause,
+      });
     case 'AuthenticationError':
       return new UnauthorizedError('Authentication required', { cause });
     default:
@@ -65,26 +81,45 @@ function fieldFrom(err: Loose): string | undefined {
   if (sqlite?.[1] !== undefined) return sqlite[1].replace(/"/g, '');
   const mysqlKey = /for key '(?:[\w]+\.)?([\w]+)'/.exec(message);
   if (mysqlKey?.[1] !== undefined) return mysqlKey[1];
-  const mysqlColumn = /^Column '([\w]+)' cannot be null/.exec(message) ?? /Field '([\w]+)' doesn't have a default/.exec(message) ?? /for column '([\w]+)'/.exec(message);
+  const mysqlColumn =
+    /^Column '([\w]+)' cannot be null/.exec(message) ??
+    /Field '([\w]+)' doesn't have a default/.exec(message) ??
+    /for column '([\w]+)'/.exec(message);
   return mysqlColumn?.[1];
 }
 
-const unavailable = (cause: unknown): AppError => new ServiceUnavailableError('Database is unavailable', 5, { code: 'DATABASE_UNAVAILABLE', cause });
-const duplicate = (err: Loose): AppError => new DuplicateError('Resource', fieldFrom(err) ?? 'value', undefined, { cause: err });
+const unavailable = (cause: unknown): AppError =>
+  new ServiceUnavailableError('Database is unavailable', 5, { code: 'DATABASE_UNAVAILABLE', cause });
+const duplicate = (err: Loose): AppError =>
+  new DuplicateError('Resource', fieldFrom(err) ?? 'value', undefined, { cause: err });
 const notNull = (err: Loose): AppError => {
   const field = fieldFrom(err) ?? 'value';
   return new ValidationError('A required value is missing', { [field]: 'is required' }, { cause: err });
 };
-const invalidInput = (err: Loose): AppError => new BaseError('A value has the wrong type or format', { status: 400, code: 'INVALID_INPUT', cause: err });
+const invalidInput = (err: Loose): AppError =>
+  new BaseError('A value has the wrong type or format', { status: 400, code: 'INVALID_INPUT', cause: err });
 const tooLong = (err: Loose): AppError => {
   const field = fieldFrom(err) ?? 'value';
   return new ValidationError('A value is too long', { [field]: 'is too long' }, { cause: err });
 };
 const referenceMissing = (err: Loose): AppError =>
-  new BaseError('A referenced resource does not exist', { status: 422, code: 'REFERENCE_NOT_FOUND', cause: err });
+  new BaseError('A referenced resource does not exist', {
+    status: 422,
+    code: 'REFERENCE_NOT_FOUND',
+    cause: err,
+  });
 const stillReferenced = (err: Loose): AppError =>
-  new BaseError('The resource is still referenced by others', { status: 409, code: 'FOREIGN_KEY_VIOLATION', cause: err });
-const conflict = (err: Loose): AppError => new BaseError('The request conflicted with a concurrent change; retry it', { status: 409, code: 'CONFLICT', cause: err });
+  new BaseError('The resource is still referenced by others', {
+    status: 409,
+    code: 'FOREIGN_KEY_VIOLATION',
+    cause: err,
+  });
+const conflict = (err: Loose): AppError =>
+  new BaseError('The request conflicted with a concurrent change; retry it', {
+    status: 409,
+    code: 'CONFLICT',
+    cause: err,
+  });
 
 /** PostgreSQL SQLSTATE codes (five characters) → our errors. */
 function fromPostgres(code: string, err: Loose): AppError | undefined {
@@ -184,7 +219,8 @@ export function toAppError(err: unknown): AppError {
     return new BaseError('Internal server error', { status: 500, code: 'INTERNAL_ERROR', cause: err });
   }
   const e = err as Loose;
-  const status = typeof e.status === 'number' ? e.status : typeof e.statusCode === 'number' ? e.statusCode : undefined;
+  const status =
+    typeof e.status === 'number' ? e.status : typeof e.statusCode === 'number' ? e.statusCode : undefined;
   if (typeof e.type === 'string' && status !== undefined) {
     const mapped = fromBodyParser(e.type, status, err);
     if (mapped !== undefined) return mapped;
@@ -195,7 +231,8 @@ export function toAppError(err: unknown): AppError {
     if (e.name === 'KnexTimeoutError') return unavailable(err);
   }
   if (typeof e.code === 'string') {
-    const mapped = /^[0-9A-Z]{5}$/.test(e.code) && /\d/.test(e.code) ? fromPostgres(e.code, e) : fromDriverCode(e.code, e);
+    const mapped =
+      /^[0-9A-Z]{5}$/.test(e.code) && /\d/.test(e.code) ? fromPostgres(e.code, e) : fromDriverCode(e.code, e);
     if (mapped !== undefined) return mapped;
   }
   if (status !== undefined && Number.isInteger(status) && status >= 400 && status <= 599) {

@@ -51,7 +51,9 @@ export class AppError extends Error {
 
 /** True for an AppError from any copy of caduceus (brand check, not `instanceof`). */
 export function isAppError(value: unknown): value is AppError {
-  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[APP_ERROR] === true;
+  return (
+    typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[APP_ERROR] === true
+  );
 }
 
 /** `NotFoundError('Patient', id)` → 404 NOT_FOUND, as in the seed. */
@@ -73,7 +75,11 @@ export class NotFoundError extends AppError {
 /** Field-level problems with input: 422 VALIDATION_ERROR with `details.field_errors`. */
 export class ValidationError extends AppError {
   readonly fieldErrors: Readonly<Record<string, string>>;
-  constructor(message = 'Validation failed', fieldErrors: Readonly<Record<string, string>> = {}, options: Omit<AppErrorOptions, 'status'> = {}) {
+  constructor(
+    message = 'Validation failed',
+    fieldErrors: Readonly<Record<string, string>> = {},
+    options: Omit<AppErrorOptions, 'status'> = {},
+  ) {
     super(message, {
       code: 'VALIDATION_ERROR',
       ...options,
@@ -90,7 +96,12 @@ export class ValidationError extends AppError {
  */
 export class DuplicateError extends AppError {
   readonly field: string;
-  constructor(resource: string, field: string, _value?: unknown, options: Omit<AppErrorOptions, 'status'> = {}) {
+  constructor(
+    resource: string,
+    field: string,
+    _value?: unknown,
+    options: Omit<AppErrorOptions, 'status'> = {},
+  ) {
     super(`${resource} with this ${field} already exists`, {
       code: 'DUPLICATE',
       ...options,
@@ -118,7 +129,10 @@ export interface UnauthorizedOptions extends Omit<AppErrorOptions, 'status'> {
 export class UnauthorizedError extends AppError {
   constructor(message = 'Authentication required', options: UnauthorizedOptions = {}) {
     const { bearerError, realm = 'api', ...rest } = options;
-    const challenge = bearerError === undefined ? `Bearer realm="${realm}"` : `Bearer realm="${realm}", error="${bearerError}"`;
+    const challenge =
+      bearerError === undefined
+        ? `Bearer realm="${realm}"`
+        : `Bearer realm="${realm}", error="${bearerError}"`;
     super(message, {
       code: 'UNAUTHORIZED',
       ...rest,
@@ -143,7 +157,11 @@ function retryAfterHeaders(retryAfterSeconds: number | undefined): Record<string
 /** 429 RATE_LIMITED with `Retry-After` when the wait is known. */
 export class RateLimitError extends AppError {
   readonly retryAfter: number | undefined;
-  constructor(retryAfterSeconds?: number, message = 'Too many requests', options: Omit<AppErrorOptions, 'status'> = {}) {
+  constructor(
+    retryAfterSeconds?: number,
+    message = 'Too many requests',
+    options: Omit<AppErrorOptions, 'status'> = {},
+  ) {
     super(message, {
       code: 'RATE_LIMITED',
       ...options,
@@ -157,7 +175,11 @@ export class RateLimitError extends AppError {
 /** 503 SERVICE_UNAVAILABLE with `Retry-After` when known. The message is exposed (it is ours). */
 export class ServiceUnavailableError extends AppError {
   readonly retryAfter: number | undefined;
-  constructor(message = 'Service temporarily unavailable', retryAfterSeconds?: number, options: Omit<AppErrorOptions, 'status'> = {}) {
+  constructor(
+    message = 'Service temporarily unavailable',
+    retryAfterSeconds?: number,
+    options: Omit<AppErrorOptions, 'status'> = {},
+  ) {
     super(message, {
       code: 'SERVICE_UNAVAILABLE',
       expose: true,
@@ -173,7 +195,10 @@ export class ServiceUnavailableError extends AppError {
 export class CircuitOpenError extends ServiceUnavailableError {
   readonly circuit: string;
   constructor(circuit: string, retryAfterSeconds?: number) {
-    super('Service temporarily unavailable', retryAfterSeconds, { code: 'CIRCUIT_OPEN', details: { service: circuit } });
+    super('Service temporarily unavailable', retryAfterSeconds, {
+      code: 'CIRCUIT_OPEN',
+      details: { service: circuit },
+    });
     this.circuit = circuit;
   }
 }
@@ -181,7 +206,11 @@ export class CircuitOpenError extends ServiceUnavailableError {
 /** An operation ran out of time: 504 TIMEOUT. */
 export class TimeoutError extends AppError {
   readonly timeoutMs: number | undefined;
-  constructor(message = 'Operation timed out', timeoutMs?: number, options: Omit<AppErrorOptions, 'status'> = {}) {
+  constructor(
+    message = 'Operation timed out',
+    timeoutMs?: number,
+    options: Omit<AppErrorOptions, 'status'> = {},
+  ) {
     super(message, { code: 'TIMEOUT', expose: true, ...options, status: 504 });
     this.timeoutMs = timeoutMs;
   }
@@ -201,14 +230,20 @@ export interface ConfigIssue {
 export class ConfigError extends AppError {
   readonly issues: readonly ConfigIssue[];
   constructor(message: string, issues: readonly ConfigIssue[] = []) {
-    super(`${message}. See docs/error-codes.md#CONFIG_INVALID`, { code: 'CONFIG_INVALID', status: 500, expose: false });
+    super(`${message}. See docs/error-codes.md#CONFIG_INVALID`, {
+      code: 'CONFIG_INVALID',
+      status: 500,
+      expose: false,
+    });
     this.issues = issues;
   }
 
   /** One bad option of a factory: `rateLimit: windowMs must be a positive integer, got -5`. */
   static option(factory: string, option: string, expected: string, received: unknown): ConfigError {
     const got = describeValue(received);
-    return new ConfigError(`${factory}: ${option} must be ${expected}, got ${got}`, [{ name: option, expected, received: got }]);
+    return new ConfigError(`${factory}: ${option} must be ${expected}, got ${got}`, [
+      { name: option, expected, received: got },
+    ]);
   }
 }
 

@@ -28,7 +28,6 @@ export type ErrorCode =
   | 'CIRCUIT_OPEN'
   | 'TIMEOUT'
   | 'CONFIG_INVALID'
-  // eslint-disable-next-line @typescript-eslint/no-restricted-types -- open union keeps literal autocompletion
   | (string & {});
 
 /** Default code for an HTTP status when an error carries a status but no code of ours. */

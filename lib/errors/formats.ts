@@ -68,18 +68,35 @@ export function toOperationOutcome(p: ErrorPayload): RenderedError {
   const type = fhirIssueType(p.status, p.code);
   const coding = [{ system: 'urn:caduceus:error-code', code: p.code }];
   const issue: Record<string, unknown>[] = [
-    { severity: p.status >= 500 ? 'fatal' : 'error', code: type, details: { coding, text: p.message }, diagnostics: p.requestId === undefined ? undefined : `request_id=${p.requestId}` },
+    {
+      severity: p.status >= 500 ? 'fatal' : 'error',
+      code: type,
+      details: { coding, text: p.message },
+      diagnostics: p.requestId === undefined ? undefined : `request_id=${p.requestId}`,
+    },
   ];
   const fieldErrors = p.details.field_errors;
   if (typeof fieldErrors === 'object' && fieldErrors !== null) {
     for (const [field, problem] of Object.entries(fieldErrors as Record<string, unknown>)) {
-      issue.push({ severity: 'error', code: 'invalid', details: { text: String(problem) }, expression: [field] });
+      issue.push({
+        severity: 'error',
+        code: 'invalid',
+        details: { text: String(problem) },
+        expression: [field],
+      });
     }
   }
-  return { contentType: 'application/fhir+json; charset=utf-8', body: { resourceType: 'OperationOutcome', issue } };
+  return {
+    contentType: 'application/fhir+json; charset=utf-8',
+    body: { resourceType: 'OperationOutcome', issue },
+  };
 }
 
-export function renderError(format: ErrorFormat, payload: ErrorPayload, problemTypeBase?: string): RenderedError {
+export function renderError(
+  format: ErrorFormat,
+  payload: ErrorPayload,
+  problemTypeBase?: string,
+): RenderedError {
   if (format === 'problem') return toProblem(payload, problemTypeBase);
   if (format === 'fhir') return toOperationOutcome(payload);
   return toEnvelope(payload);

@@ -19,3 +19,4 @@ export {
 } from './app-error.js';
 export type { ErrorFormat, ErrorPayload, RenderedError } from './formats.js';
 export { renderError, toEnvelope, toProblem, toOperationOutcome } from './formats.js';
+export { readOptions } from './options.js';

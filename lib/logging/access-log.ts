@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import type { LogLevel } from '../config/index.js';
 import { CONTEXT_KEY } from '../context/store.js';
 import type { RequestContext } from '../context/store.js';
-import { ConfigError } from '../errors/index.js';
+import { ConfigError, readOptions } from '../errors/index.js';
 import type { Logger, LoggerOptions } from './create-logger.js';
 import { createLogger } from './create-logger.js';
 
@@ -24,10 +24,19 @@ export interface LoggingOptions {
   message?: string;
 }
 
-const DEFAULT_SKIP = ['/health', '/healthz', '/livez', '/readyz', '/health/live', '/health/ready', '/metrics'];
-const KNOWN = new Set(['logger', 'loggerOptions', 'skip', 'slowMs', 'levelFor', 'includePath', 'message']);
+const DEFAULT_SKIP = [
+  '/health',
+  '/healthz',
+  '/livez',
+  '/readyz',
+  '/health/live',
+  '/health/ready',
+  '/metrics',
+];
+const KNOWN = ['logger', 'loggerOptions', 'skip', 'slowMs', 'levelFor', 'includePath', 'message'] as const;
 
-const defaultLevel = (status: number): LogLevel => (status >= 500 ? 'error' : status >= 400 ? 'warn' : 'info');
+const defaultLevel = (status: number): LogLevel =>
+  status >= 500 ? 'error' : status >= 400 ? 'warn' : 'info';
 
 function pathOf(url: string): string {
   const q = url.indexOf('?');
@@ -71,16 +80,13 @@ const PENDING = Symbol('caduceus.accessLog');
  * @example
  * app.use(core.requestContext(), core.logging({ loggerOptions: { file: 'logs/access.log' } }));
  */
-export function logging(options: Readonly<LoggingOptions> = {}): RequestHandler {
-  if (typeof options !== 'object' || options === null || 'method' in options) {
-    throw new ConfigError('logging: call it to get the middleware — app.use(core.logging()), not app.use(core.logging)');
-  }
-  for (const key of Object.keys(options)) {
-    if (!KNOWN.has(key)) throw ConfigError.option('logging', key, `one of ${[...KNOWN].join(', ')} (unknown option)`, (options as Record<string, unknown>)[key]);
-  }
+export function logging(input: Readonly<LoggingOptions> = {}): RequestHandler {
+  const options = readOptions<LoggingOptions>('logging', input, KNOWN);
   const slowMs = options.slowMs ?? 1000;
-  if (typeof slowMs !== 'number' || !(slowMs > 0)) throw ConfigError.option('logging', 'slowMs', 'a positive number (milliseconds)', slowMs);
-  if (options.levelFor !== undefined && typeof options.levelFor !== 'function') throw ConfigError.option('logging', 'levelFor', 'a function', options.levelFor);
+  if (typeof slowMs !== 'number' || !(slowMs > 0))
+    throw ConfigError.option('logging', 'slowMs', 'a positive number (milliseconds)', slowMs);
+  if (options.levelFor !== undefined && typeof options.levelFor !== 'function')
+    throw ConfigError.option('logging', 'levelFor', 'a function', options.levelFor);
   const logger = options.logger ?? createLogger('http', options.loggerOptions);
   const skip = compileSkip(options.skip);
   const levelFor = options.levelFor ?? defaultLevel;
@@ -112,7 +118,9 @@ export function logging(options: Readonly<LoggingOptions> = {}): RequestHandler 
       bytes: length === undefined ? undefined : Number(length),
       request_id: ctx?.requestId,
       trace_id: ctx?.traceId,
-      user_id: ctx?.userId ?? (user?.id === undefined ? undefined : String(user.id)),
+      user_id:
+        ctx?.userId ??
+        (typeof user?.id === 'string' || typeof user?.id === 'number' ? String(user.id) : undefined),
       ip: ctx === undefined ? req.ip : ctx.ip,
       user_agent: req.headers['user-agent'],
       aborted: this.writableFinished ? undefined : true,

@@ -40,9 +40,12 @@ export class FileTransport extends TransportStream {
 
   constructor(options: FileTransportOptions) {
     const { filename, maxSize = 10 * 1024 * 1024, maxBackups = 5, level, format } = options;
-    if (typeof filename !== 'string' || filename.length === 0) throw ConfigError.option('FileTransport', 'filename', 'a file path', filename);
-    if (!Number.isInteger(maxSize) || maxSize < 1024) throw ConfigError.option('FileTransport', 'maxSize', 'an integer of at least 1024 (bytes)', maxSize);
-    if (!Number.isInteger(maxBackups) || maxBackups < 0) throw ConfigError.option('FileTransport', 'maxBackups', 'a non-negative integer', maxBackups);
+    if (typeof filename !== 'string' || filename.length === 0)
+      throw ConfigError.option('FileTransport', 'filename', 'a file path', filename);
+    if (!Number.isInteger(maxSize) || maxSize < 1024)
+      throw ConfigError.option('FileTransport', 'maxSize', 'an integer of at least 1024 (bytes)', maxSize);
+    if (!Number.isInteger(maxBackups) || maxBackups < 0)
+      throw ConfigError.option('FileTransport', 'maxBackups', 'a non-negative integer', maxBackups);
     super({ ...(level === undefined ? {} : { level }), ...(format === undefined ? {} : { format }) });
     this.filename = filename;
     this.#maxSize = maxSize;
@@ -138,7 +141,8 @@ export class FileTransport extends TransportStream {
 
   /** Resolves once every line logged so far is written. */
   flush(): Promise<void> {
-    if (this.#fd === undefined || (!this.#writing && !this.#scheduled && this.#buffer.length === 0)) return Promise.resolve();
+    if (this.#fd === undefined || (!this.#writing && !this.#scheduled && this.#buffer.length === 0))
+      return Promise.resolve();
     return new Promise((resolve) => {
       this.#waiters.push(resolve);
       if (!this.#writing && !this.#scheduled) this.#flush();

@@ -73,14 +73,24 @@ export function prettyFormat(colours: boolean): winston.Logform.Format {
 }
 
 function pretty(r: Info, colours: boolean): string {
-  const level = String(r.level);
+  const level = r.level;
   const colour = colours ? (COLOURS[level] ?? '') : '';
   const reset = colours ? RESET : '';
   const dim = colours ? DIM : '';
   let line = `${String(r.timestamp)} ${colour}${level.toUpperCase().padEnd(5)}${reset} ${dim}[${String(r.logger)}]${reset} ${String(r.message)}`;
-  if (r.request_id !== undefined) line += ` ${dim}(${String(r.request_id)})${reset}`;
+  if (typeof r.request_id === 'string') line += ` ${dim}(${r.request_id})${reset}`;
   for (const key of Object.keys(r)) {
-    if (key === 'timestamp' || key === 'level' || key === 'logger' || key === 'message' || key === 'request_id' || key === 'trace_id' || key === 'span_id' || key === 'stack') continue;
+    if (
+      key === 'timestamp' ||
+      key === 'level' ||
+      key === 'logger' ||
+      key === 'message' ||
+      key === 'request_id' ||
+      key === 'trace_id' ||
+      key === 'span_id' ||
+      key === 'stack'
+    )
+      continue;
     const v = r[key];
     line += ` ${key}=${typeof v === 'string' ? v : JSON.stringify(v)}`;
   }

@@ -28,7 +28,12 @@ export function logRequest(logger: Logger, fields: RequestLogFields): void {
 }
 
 /** The seed's `log_error`: an error with its stack and context, at error level. */
-export function logError(logger: Logger, error: unknown, context: Record<string, unknown> = {}, userId?: string): void {
+export function logError(
+  logger: Logger,
+  error: unknown,
+  context: Record<string, unknown> = {},
+  userId?: string,
+): void {
   const message = error instanceof Error ? error.message : String(error);
   logger.error(message, { ...context, user_id: userId, error });
 }
@@ -36,7 +41,17 @@ export function logError(logger: Logger, error: unknown, context: Record<string,
 export type SecuritySeverity = 'low' | 'medium' | 'high' | 'critical';
 
 /** A security event (auth failure, blocked request, threat): warn, or error for high/critical. */
-export function logSecurityEvent(logger: Logger, event: string, details: Record<string, unknown> = {}, severity: SecuritySeverity = 'medium'): void {
+export function logSecurityEvent(
+  logger: Logger,
+  event: string,
+  details: Record<string, unknown> = {},
+  severity: SecuritySeverity = 'medium',
+): void {
   const level = severity === 'high' || severity === 'critical' ? 'error' : 'warn';
-  logger.log(level, `security event: ${event}`, { ...details, category: 'security', security_event: event, severity });
+  logger.log(level, `security event: ${event}`, {
+    ...details,
+    category: 'security',
+    security_event: event,
+    severity,
+  });
 }

@@ -13,18 +13,81 @@ export interface RedactOptions {
   maxDepth?: number;
 }
 
-
 /** Keys redacted when their normalised form contains one of these. */
-const SECRET_FRAGMENTS = ['password', 'passwd', 'passphrase', 'secret', 'token', 'authorization', 'cookie', 'apikey', 'privatekey', 'credential', 'creditcard', 'cardnumber', 'sessionid', 'jwt'];
+const SECRET_FRAGMENTS = [
+  'password',
+  'passwd',
+  'passphrase',
+  'secret',
+  'token',
+  'authorization',
+  'cookie',
+  'apikey',
+  'privatekey',
+  'credential',
+  'creditcard',
+  'cardnumber',
+  'sessionid',
+  'jwt',
+];
 /** Keys redacted when their normalised form is exactly one of these. */
-const SECRET_EXACT = ['ssn', 'socialsecuritynumber', 'pin', 'cvv', 'cvc', 'otp', 'auth', 'bearer', 'signature', 'accountnumber', 'routingnumber'];
+const SECRET_EXACT = [
+  'ssn',
+  'socialsecuritynumber',
+  'pin',
+  'cvv',
+  'cvc',
+  'otp',
+  'auth',
+  'bearer',
+  'signature',
+  'accountnumber',
+  'routingnumber',
+];
 const PHI_EXACT = [
-  'name', 'firstname', 'lastname', 'fullname', 'givenname', 'familyname', 'middlename', 'patientname', 'maidenname',
-  'email', 'emailaddress', 'phone', 'phonenumber', 'mobile', 'telephone', 'fax',
-  'dob', 'dateofbirth', 'birthdate', 'birthday',
-  'address', 'street', 'streetaddress', 'city', 'zip', 'zipcode', 'postalcode',
-  'mrn', 'medicalrecordnumber', 'insuranceid', 'memberid', 'policynumber', 'licensenumber', 'driverslicense', 'passport', 'passportnumber',
-  'diagnosis', 'diagnoses', 'condition', 'medication', 'medications', 'notes', 'clinicalnotes',
+  'name',
+  'firstname',
+  'lastname',
+  'fullname',
+  'givenname',
+  'familyname',
+  'middlename',
+  'patientname',
+  'maidenname',
+  'email',
+  'emailaddress',
+  'phone',
+  'phonenumber',
+  'mobile',
+  'telephone',
+  'fax',
+  'dob',
+  'dateofbirth',
+  'birthdate',
+  'birthday',
+  'address',
+  'street',
+  'streetaddress',
+  'city',
+  'zip',
+  'zipcode',
+  'postalcode',
+  'mrn',
+  'medicalrecordnumber',
+  'insuranceid',
+  'memberid',
+  'policynumber',
+  'licensenumber',
+  'driverslicense',
+  'passport',
+  'passportnumber',
+  'diagnosis',
+  'diagnoses',
+  'condition',
+  'medication',
+  'medications',
+  'notes',
+  'clinicalnotes',
 ];
 
 const JWT = /\beyJ[\w-]{2,}\.[\w-]{2,}\.[\w-]*/g;
@@ -34,9 +97,12 @@ const CARD = /(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)/g;
 const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/[^:/\s@]*:)[^@\s/]+@/gi;
 const QUERY_VALUE = /([?&][^=&#\s?]+=)[^&#\s]*/g;
 const EMAIL = /[\w.%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/g;
-const PHONE = /(?<![\w+])(?:\+?1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}(?!\d)|(?<![\w+])\+\d{8,15}(?!\d)/g;
+const PHONE =
+  /(?<![\w+])(?:\+?1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}(?!\d)|(?<![\w+])\+\d{8,15}(?!\d)/g;
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f\u2028\u2029]/g;
 /** Cheap pre-check: a string with none of these cannot match any pattern above. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const SUSPICIOUS = /[\u0000-\u001f\u007f\u2028\u2029@?=]|\d{3}|eyJ|bearer|basic|digest|:\/\//i;
 
 function luhn(digits: string): boolean {
@@ -70,11 +136,15 @@ function escapeControl(ch: string): string {
 const normaliseKey = (key: string): string => key.toLowerCase().replace(/[^a-z0-9]/g, '');
 
 function checkOptions(options: Readonly<RedactOptions>): void {
-  if (options.keys !== undefined && (!Array.isArray(options.keys) || options.keys.some((k) => typeof k !== 'string'))) {
+  if (
+    options.keys !== undefined &&
+    (!Array.isArray(options.keys) || options.keys.some((k) => typeof k !== 'string'))
+  ) {
     throw ConfigError.option('createLogger', 'redact.keys', 'an array of strings', options.keys);
   }
   for (const p of options.patterns ?? []) {
-    if (!(p instanceof RegExp) || !p.global) throw ConfigError.option('createLogger', 'redact.patterns', 'global RegExps (/…/g)', p);
+    if (!(p instanceof RegExp) || !p.global)
+      throw ConfigError.option('createLogger', 'redact.patterns', 'global RegExps (/…/g)', p);
   }
   if (options.maxDepth !== undefined && (!Number.isInteger(options.maxDepth) || options.maxDepth < 1)) {
     throw ConfigError.option('createLogger', 'redact.maxDepth', 'a positive integer', options.maxDepth);
@@ -90,7 +160,11 @@ export function createRedactor(options: Readonly<RedactOptions> = {}): Redactor 
   const censor = options.censor ?? '[REDACTED]';
   const phi = options.phi ?? true;
   const maxDepth = options.maxDepth ?? 8;
-  const exact = new Set([...SECRET_EXACT, ...(phi ? PHI_EXACT : []), ...(options.keys ?? []).map(normaliseKey)]);
+  const exact = new Set([
+    ...SECRET_EXACT,
+    ...(phi ? PHI_EXACT : []),
+    ...(options.keys ?? []).map(normaliseKey),
+  ]);
   const extra = options.patterns ?? [];
   // Decisions per key name are cached: a service logs the same few hundred keys over and over.
   const keyCache = new Map<string, boolean>();
@@ -142,7 +216,12 @@ export function createRedactor(options: Readonly<RedactOptions> = {}): Redactor 
     try {
       if (Array.isArray(value)) return value.slice(0, 100).map((v) => redact(v, depth + 1, seen));
       if (value instanceof Error) return redactError(value, depth, seen);
-      if (value instanceof Map) return redactEntries([...value.entries()].map(([k, v]) => [String(k), v]), depth, seen);
+      if (value instanceof Map)
+        return redactEntries(
+          [...value.entries()].map(([k, v]) => [String(k), v]),
+          depth,
+          seen,
+        );
       if (value instanceof Set) return [...value].slice(0, 100).map((v) => redact(v, depth + 1, seen));
       const toJSON = (value as { toJSON?: unknown }).toJSON;
       if (typeof toJSON === 'function') return redact(toJSON.call(value), depth + 1, seen);
@@ -152,7 +231,11 @@ export function createRedactor(options: Readonly<RedactOptions> = {}): Redactor 
     }
   };
 
-  const redactEntries = (entries: [string, unknown][], depth: number, seen: object[]): Record<string, unknown> => {
+  const redactEntries = (
+    entries: [string, unknown][],
+    depth: number,
+    seen: object[],
+  ): Record<string, unknown> => {
     const out: Record<string, unknown> = {};
     for (const [k, v] of entries) {
       if (v === undefined) continue;
