@@ -21,6 +21,7 @@ export {
   getRequestId,
   setUser,
   runWithContext,
+  bindContext,
   createContext,
   parseTraceparent,
 } from './context/index.js';

@@ -1,4 +1,4 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
+import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
 import type { IncomingMessage } from 'node:http';
 
 /**
@@ -115,4 +115,16 @@ export function setUser(userId: string | undefined, roles?: readonly string[], r
 /** Run `fn` inside a context (background jobs, tests, queue consumers). */
 export function runWithContext<T>(context: RequestContext, fn: () => T): T {
   return storage().run(context, fn);
+}
+
+/**
+ * Bind a callback to the current request's context. Callback APIs that queue work on shared
+ * connections (pg's `query(sql, cb)`, some Redis clients) call back in the context of whoever
+ * opened the connection; promises do not have this problem.
+ *
+ * @example
+ * pool.query(sql, core.bindContext((err, result) => log.info('done'))); // logged with this request's id
+ */
+export function bindContext<F extends (...args: never[]) => unknown>(fn: F): F {
+  return AsyncResource.bind(fn);
 }

@@ -236,8 +236,9 @@ export function toAppError(err: unknown): AppError {
     if (mapped !== undefined) return mapped;
   }
   if (status !== undefined && Number.isInteger(status) && status >= 400 && status <= 599) {
+    // Either the error says its message is for clients, or the message is our own reason phrase.
     const message = e.expose === true && typeof e.message === 'string' ? e.message : statusText(status);
-    return new BaseError(message, { status, code: codeForStatus(status), cause: err, expose: status < 500 });
+    return new BaseError(message, { status, code: codeForStatus(status), cause: err, expose: true });
   }
   return new BaseError('Internal server error', { status: 500, code: 'INTERNAL_ERROR', cause: err });
 }
