@@ -125,6 +125,7 @@ export function runWithContext<T>(context: RequestContext, fn: () => T): T {
  * @example
  * pool.query(sql, core.bindContext((err, result) => log.info('done'))); // logged with this request's id
  */
-export function bindContext<F extends (...args: never[]) => unknown>(fn: F): F {
-  return AsyncResource.bind(fn);
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any callback shape is accepted and returned as is
+export function bindContext<F extends (this: unknown, ...args: any[]) => any>(fn: F): F {
+  return AsyncResource.bind<F, unknown>(fn);
 }

@@ -168,8 +168,9 @@ function fromDriverCode(code: string, err: Loose): AppError | undefined {
     case 'ER_NO_DEFAULT_FOR_FIELD':
       return notNull(err);
     case 'SQLITE_CONSTRAINT_FOREIGNKEY': {
-      // SQLite says the same for both directions; a DELETE can only fail by being referenced.
-      const sql = typeof err.sql === 'string' ? err.sql : '';
+      // SQLite says the same for both directions; a DELETE can only fail by being referenced. The
+      // statement is on `sql` or, through Knex, at the start of the message.
+      const sql = typeof err.sql === 'string' ? err.sql : typeof err.message === 'string' ? err.message : '';
       return /^\s*delete/i.test(sql) ? stillReferenced(err) : referenceMissing(err);
     }
     case 'ER_NO_REFERENCED_ROW':

@@ -149,9 +149,12 @@ export class ForbiddenError extends AppError {
   }
 }
 
+/** Longest Retry-After we send: a day. Anything longer, or not a finite number, is not a useful hint. */
+const MAX_RETRY_AFTER = 86_400;
+
 function retryAfterHeaders(retryAfterSeconds: number | undefined): Record<string, string> | undefined {
-  if (retryAfterSeconds === undefined) return undefined;
-  return { 'Retry-After': String(Math.max(0, Math.ceil(retryAfterSeconds))) };
+  if (retryAfterSeconds === undefined || !Number.isFinite(retryAfterSeconds)) return undefined;
+  return { 'Retry-After': String(Math.min(MAX_RETRY_AFTER, Math.max(0, Math.ceil(retryAfterSeconds)))) };
 }
 
 /** 429 RATE_LIMITED with `Retry-After` when the wait is known. */

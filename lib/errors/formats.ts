@@ -26,7 +26,7 @@ export function toEnvelope(p: ErrorPayload): RenderedError {
       success: false,
       error: p.message,
       error_code: p.code,
-      details: { request_id: p.requestId, ...p.details },
+      details: { ...p.details, request_id: p.requestId },
     },
   };
 }
@@ -35,14 +35,15 @@ export function toEnvelope(p: ErrorPayload): RenderedError {
 export function toProblem(p: ErrorPayload, typeBase: string | undefined): RenderedError {
   return {
     contentType: 'application/problem+json; charset=utf-8',
+    // Extension members first, so details can never overwrite the standard members.
     body: {
+      ...p.details,
       type: typeBase === undefined ? 'about:blank' : `${typeBase}#${p.code}`,
       title: statusText(p.status),
       status: p.status,
       detail: p.message,
       code: p.code,
       request_id: p.requestId,
-      ...p.details,
     },
   };
 }

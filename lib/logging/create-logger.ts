@@ -75,9 +75,6 @@ export function createLogger(name: string, input: Readonly<LoggerOptions> = {}):
     options.format ?? mon.logFormat ?? (settings.environment === 'development' ? 'pretty' : 'json');
   const redactor = createRedactor(options.redact);
 
-  // winston types its transports as a namespace import of winston-transport, which the class-instance
-  // rule cannot follow; every transport here is a real TransportStream subclass.
-  /* eslint-disable @typescript-eslint/no-unsafe-class-instance-assignment */
   const transports: winston.transport[] = [];
   if (options.console ?? true) {
     const colours =
@@ -92,7 +89,6 @@ export function createLogger(name: string, input: Readonly<LoggerOptions> = {}):
   if (errorFile !== undefined && errorFile !== false)
     transports.push(new FileTransport(fileOptions(errorFile, 'error')));
   transports.push(...(options.transports ?? []));
-  /* eslint-enable @typescript-eslint/no-unsafe-class-instance-assignment */
 
   return winston.createLogger({
     // Redaction and context run once here, before any transport sees the line.

@@ -35,7 +35,9 @@ describe.each(eachExpress)('request context across a real PostgreSQL query on %s
         res.json({ before, after, viaCallback, n: rows[0]?.n });
       }),
     );
-    const results = await Promise.all(Array.from({ length: 12 }, (_, i) => request(app).get('/q').set('X-Request-Id', `pg-${i}`)));
+    const results = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => request(app).get('/q').set('X-Request-Id', `pg-${i}`)),
+    );
     results.forEach((res, i) => {
       expect(res.status).toBe(200);
       expect(res.body).toEqual({ before: `pg-${i}`, after: `pg-${i}`, viaCallback: `pg-${i}`, n: 1 });

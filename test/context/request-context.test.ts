@@ -10,14 +10,28 @@ describe.each(eachExpress)('requestContext() on %s', (_name, { express }) => {
     a.use(core.requestContext(options));
     a.get('/ctx', (_req, res) => {
       const ctx = core.getContext();
-      res.json({ ...ctx?.toJSON?.(), requestId: ctx?.requestId, traceId: ctx?.traceId, parent: ctx?.parentSpanId, traceparent: ctx?.traceparent, ip: ctx?.ip });
+      res.json({
+        requestId: ctx?.requestId,
+        traceId: ctx?.traceId,
+        parent: ctx?.parentSpanId,
+        traceparent: ctx?.traceparent,
+        ip: ctx?.ip,
+      });
     });
     a.get('/later', async (_req, res) => {
       const before = core.getRequestId();
       await sleep(5);
       const afterAwait = core.getRequestId();
-      const inTimer = await new Promise<string | undefined>((resolve) => setTimeout(() => resolve(core.getRequestId()), 5));
-      const inImmediate = await new Promise<string | undefined>((resolve) => setImmediate(() => resolve(core.getRequestId())));
+      const inTimer = await new Promise<string | undefined>((resolve) =>
+        setTimeout(() => {
+          resolve(core.getRequestId());
+        }, 5),
+      );
+      const inImmediate = await new Promise<string | undefined>((resolve) =>
+        setImmediate(() => {
+          resolve(core.getRequestId());
+        }),
+      );
       res.json({ before, afterAwait, inTimer, inImmediate });
     });
     a.post('/body', express.json(), (req, res) => {
@@ -28,7 +42,9 @@ describe.each(eachExpress)('requestContext() on %s', (_name, { express }) => {
 
   it('generates a UUID request id and echoes it in X-Request-Id', async () => {
     const res = await request(app()).get('/ctx').expect(200);
-    expect(res.body.requestId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(res.body.requestId).toMatch(
+      /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+    );
     expect(res.headers['x-request-id']).toBe(res.body.requestId);
   });
 
@@ -89,7 +105,13 @@ describe.each(eachExpress)('requestContext() on %s', (_name, { express }) => {
     expect(res.body.traceparent).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
     expect(res.body.traceparent).not.toContain(parent);
 
-    for (const bad of [`00-${'0'.repeat(32)}-${parent}-01`, `ff-${traceId}-${parent}-01`, `00-${traceId.toUpperCase()}-${parent}-01`, 'garbage', `00-${traceId}-${parent}-01-extra`]) {
+    for (const bad of [
+      `00-${'0'.repeat(32)}-${parent}-01`,
+      `ff-${traceId}-${parent}-01`,
+      `00-${traceId.toUpperCase()}-${parent}-01`,
+      'garbage',
+      `00-${traceId}-${parent}-01-extra`,
+    ]) {
       const r = await request(app()).get('/ctx').set('traceparent', bad).expect(200);
       expect(r.body.traceId).not.toBe(traceId);
       expect(r.body.traceId).toMatch(/^[0-9a-f]{32}$/);
@@ -103,7 +125,12 @@ describe.each(eachExpress)('requestContext() on %s', (_name, { express }) => {
       Array.from({ length: 20 }, (_, i) => request(a).get('/later').set('X-Request-Id', `req-${i}`)),
     );
     results.forEach((res, i) => {
-      expect(res.body).toEqual({ before: `req-${i}`, afterAwait: `req-${i}`, inTimer: `req-${i}`, inImmediate: `req-${i}` });
+      expect(res.body).toEqual({
+        before: `req-${i}`,
+        afterAwait: `req-${i}`,
+        inTimer: `req-${i}`,
+        inImmediate: `req-${i}`,
+      });
     });
   });
 
@@ -151,15 +178,21 @@ describe('requestContext() configuration', () => {
   });
 
   it('throws ConfigError at creation for bad options, with a hint', () => {
-    expect(() => core.requestContext({ maxLength: 0 })).toThrow(/requestContext: maxLength must be an integer from 1 to 1024, got 0/);
+    expect(() => core.requestContext({ maxLength: 0 })).toThrow(
+      /requestContext: maxLength must be an integer from 1 to 1024, got 0/,
+    );
     expect(() => core.requestContext({ header: 'bad header' })).toThrow(core.ConfigError);
-    expect(() => core.requestContext({ headr: 'x' } as never)).toThrow(/unknown option "headr"\. Did you mean "header"\?/);
+    expect(() => core.requestContext({ headr: 'x' } as never)).toThrow(
+      /unknown option "headr"\. Did you mean "header"\?/,
+    );
     expect(() => core.requestContext({ generate: 'uuid' } as never)).toThrow(/generate must be a function/);
   });
 
   it('refuses app.use(core.requestContext) without the call', () => {
     const fakeReq = { method: 'GET', headers: {} };
-    expect(() => (core.requestContext as unknown as (a: unknown) => unknown)(fakeReq)).toThrow(/app\.use\(core\.requestContext\(\)\)/);
+    expect(() => (core.requestContext as unknown as (a: unknown) => unknown)(fakeReq)).toThrow(
+      /app\.use\(core\.requestContext\(\)\)/,
+    );
   });
 
   it('does not mutate the options object', () => {

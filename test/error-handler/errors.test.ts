@@ -95,7 +95,12 @@ describe.each(eachExpress)('errors() on %s', (_name, { express, major }) => {
       });
     });
     const res = await request(app).get('/boom').expect(500);
-    expect(res.body).toEqual({ success: false, error: 'Internal server error', error_code: 'INTERNAL_ERROR', details: { request_id: res.headers['x-request-id'] } });
+    expect(res.body).toEqual({
+      success: false,
+      error: 'Internal server error',
+      error_code: 'INTERNAL_ERROR',
+      details: { request_id: res.headers['x-request-id'] },
+    });
     const text = JSON.stringify(res.body);
     expect(text).not.toMatch(/hunter2|secret\.ts|at |stack/);
     const str = await request(app).get('/string').expect(500);
@@ -119,7 +124,12 @@ describe.each(eachExpress)('errors() on %s', (_name, { express, major }) => {
     await request(app).get('/x').expect(422);
     const lines = captured.lines();
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatchObject({ level: 'warn', status: 422, error_code: 'VALIDATION_ERROR', route: '/x' });
+    expect(lines[0]).toMatchObject({
+      level: 'warn',
+      status: 422,
+      error_code: 'VALIDATION_ERROR',
+      route: '/x',
+    });
     expect(captured.raw()).not.toContain('stack');
   });
 
@@ -131,10 +141,14 @@ describe.each(eachExpress)('errors() on %s', (_name, { express, major }) => {
     };
     const dev = core.loadSettings({ NODE_ENV: 'development' });
     const prod = core.loadSettings({ NODE_ENV: 'production', JWT_SECRET_KEY: 'x'.repeat(40) });
-    const devRes = await request(build(thrower, { exposeStack: true, settings: dev }).app).get('/boom').expect(500);
+    const devRes = await request(build(thrower, { exposeStack: true, settings: dev }).app)
+      .get('/boom')
+      .expect(500);
     expect(devRes.body.details.internal_message).toBe('internal detail');
     expect(devRes.body.details.stack).toContain('Error: internal detail');
-    const prodRes = await request(build(thrower, { exposeStack: true, settings: prod }).app).get('/boom').expect(500);
+    const prodRes = await request(build(thrower, { exposeStack: true, settings: prod }).app)
+      .get('/boom')
+      .expect(500);
     expect(JSON.stringify(prodRes.body)).not.toContain('internal detail');
     expect(prodRes.body.details.stack).toBeUndefined();
   });
@@ -148,26 +162,45 @@ describe.each(eachExpress)('errors() on %s', (_name, { express, major }) => {
 
     it('malformed JSON → 400 INVALID_JSON without echoing the input', async () => {
       const { app } = build(withJson);
-      const res = await request(app).post('/json').set('Content-Type', 'application/json').send('{"ssn": "123-45-6789",').expect(400);
-      expect(res.body).toMatchObject({ success: false, error_code: 'INVALID_JSON', error: 'Request body is not valid JSON' });
+      const res = await request(app)
+        .post('/json')
+        .set('Content-Type', 'application/json')
+        .send('{"ssn": "123-45-6789",')
+        .expect(400);
+      expect(res.body).toMatchObject({
+        success: false,
+        error_code: 'INVALID_JSON',
+        error: 'Request body is not valid JSON',
+      });
       expect(JSON.stringify(res.body)).not.toContain('123-45-6789');
     });
 
     it('a body over the limit → 413 PAYLOAD_TOO_LARGE', async () => {
       const { app } = build(withJson);
-      const res = await request(app).post('/json').set('Content-Type', 'application/json').send(JSON.stringify({ a: 'x'.repeat(5000) })).expect(413);
+      const res = await request(app)
+        .post('/json')
+        .set('Content-Type', 'application/json')
+        .send(JSON.stringify({ a: 'x'.repeat(5000) }))
+        .expect(413);
       expect(res.body.error_code).toBe('PAYLOAD_TOO_LARGE');
     });
 
     it('an unsupported charset → 415', async () => {
       const { app } = build(withJson);
-      const res = await request(app).post('/json').set('Content-Type', 'application/json; charset=klingon').send('{}').expect(415);
+      const res = await request(app)
+        .post('/json')
+        .set('Content-Type', 'application/json; charset=klingon')
+        .send('{}')
+        .expect(415);
       expect(res.body.error_code).toBe('UNSUPPORTED_MEDIA_TYPE');
     });
 
     it('valid JSON still works', async () => {
       const { app } = build(withJson);
-      await request(app).post('/json').send({ a: 1 }).expect(200, { ok: true, body: { a: 1 } });
+      await request(app)
+        .post('/json')
+        .send({ a: 1 })
+        .expect(200, { ok: true, body: { a: 1 } });
     });
   });
 
@@ -234,7 +267,11 @@ describe.each(eachExpress)('errors() on %s', (_name, { express, major }) => {
     };
 
     it('negotiates RFC 9457 problem+json from Accept', async () => {
-      const res = await request(build(thrower).app).get('/v').set('Accept', 'application/problem+json').set('X-Request-Id', 'r-1').expect(422);
+      const res = await request(build(thrower).app)
+        .get('/v')
+        .set('Accept', 'application/problem+json')
+        .set('X-Request-Id', 'r-1')
+        .expect(422);
       expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
       expect(res.body).toEqual({
         type: 'about:blank',
@@ -248,20 +285,38 @@ describe.each(eachExpress)('errors() on %s', (_name, { express, major }) => {
     });
 
     it('negotiates a FHIR OperationOutcome from Accept', async () => {
-      const res = await request(build(thrower).app).get('/v').set('Accept', 'application/fhir+json').expect(422);
+      const res = await request(build(thrower).app)
+        .get('/v')
+        .set('Accept', 'application/fhir+json')
+        .expect(422);
       expect(res.headers['content-type']).toMatch(/^application\/fhir\+json/);
       expect(res.body.resourceType).toBe('OperationOutcome');
-      expect(res.body.issue[0]).toMatchObject({ severity: 'error', code: 'invalid', details: { text: 'Invalid patient' } });
-      expect(res.body.issue[1]).toMatchObject({ code: 'invalid', expression: ['birthDate'], details: { text: 'must be in the past' } });
+      expect(res.body.issue[0]).toMatchObject({
+        severity: 'error',
+        code: 'invalid',
+        details: { text: 'Invalid patient' },
+      });
+      expect(res.body.issue[1]).toMatchObject({
+        code: 'invalid',
+        expression: ['birthDate'],
+        details: { text: 'must be in the past' },
+      });
     });
 
     it('prefers plain JSON when the client ranks it higher', async () => {
-      const res = await request(build(thrower).app).get('/v').set('Accept', 'application/json, application/problem+json;q=0.5').expect(422);
+      const res = await request(build(thrower).app)
+        .get('/v')
+        .set('Accept', 'application/json, application/problem+json;q=0.5')
+        .expect(422);
       expect(res.body.success).toBe(false);
     });
 
     it('uses a fixed format when configured, with a problem type base', async () => {
-      const res = await request(build(thrower, { format: 'problem', problemTypeBase: 'https://errors.example.org/' }).app).get('/v').expect(422);
+      const res = await request(
+        build(thrower, { format: 'problem', problemTypeBase: 'https://errors.example.org/' }).app,
+      )
+        .get('/v')
+        .expect(422);
       expect(res.body.type).toBe('https://errors.example.org/#VALIDATION_ERROR');
     });
   });
@@ -279,7 +334,8 @@ describe.each(eachExpress)('errors() on %s', (_name, { express, major }) => {
       },
       {
         mapError: (err) => {
-          if (err instanceof LegacyError) return new core.AppError('Consent required', { status: 403, code: 'CONSENT_REQUIRED' });
+          if (err instanceof LegacyError)
+            return new core.AppError('Consent required', { status: 403, code: 'CONSENT_REQUIRED' });
           if (err instanceof Error && err.message === 'y') throw new Error('mapper bug');
           return undefined;
         },
@@ -305,11 +361,17 @@ describe.each(eachExpress)('errors() on %s', (_name, { express, major }) => {
 
 describe('errors() configuration', () => {
   it('throws ConfigError for bad options and for app.use(core.errors)', () => {
-    expect(() => core.errors({ format: 'xml' as never, settings: testSettings })).toThrow(/errors: format must be one of/);
+    expect(() => core.errors({ format: 'xml' as never, settings: testSettings })).toThrow(
+      /errors: format must be one of/,
+    );
     expect(() => core.errors({ fromat: 'problem' } as never)).toThrow(/Did you mean "format"\?/);
-    expect(() => core.errors({ problemTypeBase: 'not a uri', settings: testSettings })).toThrow(core.ConfigError);
+    expect(() => core.errors({ problemTypeBase: 'not a uri', settings: testSettings })).toThrow(
+      core.ConfigError,
+    );
     // Express calls a 3-argument function as plain middleware: errors(req, res, next).
-    expect(() => (core.errors as unknown as (r: unknown) => unknown)({ method: 'GET', headers: {} })).toThrow(/app\.use\(core\.errors\(\)\)/);
+    expect(() => (core.errors as unknown as (r: unknown) => unknown)({ method: 'GET', headers: {} })).toThrow(
+      /app\.use\(core\.errors\(\)\)/,
+    );
     expect(() => core.asyncHandler('nope' as never)).toThrow(core.ConfigError);
   });
 });

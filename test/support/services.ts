@@ -9,7 +9,7 @@ export const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 const START: Record<string, string> = {
-  PostgreSQL: "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+  PostgreSQL: 'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start',
   Redis: 'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no',
   MariaDB: 'start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd',
 };
@@ -21,16 +21,28 @@ function reachable(host: string, port: number, timeoutMs = 1500): Promise<boolea
       socket.destroy();
       resolve(ok);
     };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once('error', () => done(false));
-    socket.connect(port, host, () => done(true));
+    socket.setTimeout(timeoutMs, () => {
+      done(false);
+    });
+    socket.once('error', () => {
+      done(false);
+    });
+    socket.connect(port, host, () => {
+      done(true);
+    });
   });
 }
 
 /** Throws a clear "start X at host:port with …" error when the service is not listening. */
-export async function requireService(name: 'PostgreSQL' | 'Redis' | 'MariaDB', host: string, port: number): Promise<void> {
+export async function requireService(
+  name: 'PostgreSQL' | 'Redis' | 'MariaDB',
+  host: string,
+  port: number,
+): Promise<void> {
   if (!(await reachable(host, port))) {
-    throw new Error(`${name} is not reachable at ${host}:${port}. Start it with: ${START[name] ?? `your ${name} service`}`);
+    throw new Error(
+      `${name} is not reachable at ${host}:${port}. Start it with: ${START[name] ?? `your ${name} service`}`,
+    );
   }
 }
 
