@@ -132,7 +132,14 @@ function readValue(
     }
     try {
       // Container secrets end with a newline; the value itself never does.
-      return readFileSync(fileName, 'utf8').replace(/\r?\n$/, '');
+      const value = readFileSync(fileName, 'utf8').replace(/\r?\n$/, '');
+      if (value.length === 0)
+        issues.push({
+          name: `${spec.env}_FILE`,
+          expected: 'a file holding the value',
+          received: 'an empty file',
+        });
+      return value.length === 0 ? undefined : value;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
       issues.push({

@@ -2,7 +2,7 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { performance } from 'node:perf_hooks';
 import { ConfigError, readOptions } from '../errors/index.js';
 import { createIdSource, parseTraceparent } from './ids.js';
-import { CONTEXT_KEY, Context, storage } from './store.js';
+import { CONTEXT_KEY, Context, ROUTE_DESCRIPTOR, storage } from './store.js';
 import type { RequestContext } from './store.js';
 
 export type { RequestContext } from './store.js';
@@ -92,6 +92,7 @@ export function requestContext(input: Readonly<RequestContextOptions> = {}): Req
       performance.now(),
     );
     (req as unknown as Record<symbol, RequestContext>)[CONTEXT_KEY] = ctx;
+    Object.defineProperty(req, 'route', ROUTE_DESCRIPTOR);
     if (setHeader) res.setHeader(header, requestId);
     als.run(ctx, next);
   };

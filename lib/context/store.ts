@@ -26,6 +26,11 @@ export interface RequestContext {
   roles: readonly string[] | undefined;
   /** `traceparent` value to send on outgoing calls so the trace continues. */
   readonly traceparent: string;
+  /**
+   * The matched route template with its mount path (`/api/v1/patients/:id`), recorded when Express
+   * matches the route — still right after the error left the router and Express reset `baseUrl`.
+   */
+  readonly route: string | undefined;
 }
 
 interface RequestLike extends IncomingMessage {
@@ -36,6 +41,7 @@ interface RequestLike extends IncomingMessage {
 export class Context implements RequestContext {
   userId: string | undefined = undefined;
   roles: readonly string[] | undefined = undefined;
+  route: string | undefined = undefined;
   #ip: string | undefined | null = null;
   readonly #req: RequestLike | undefined;
 
@@ -86,6 +92,33 @@ export function storage(): AsyncLocalStorage<RequestContext> {
 
 /** Property under which the context is also pinned to `req`, for code that runs outside the async tree. */
 export const CONTEXT_KEY = Symbol.for('caduceus.context');
+
+const ROUTE_VALUE = Symbol('caduceus.route');
+
+interface RouteHolder {
+  baseUrl?: string;
+  [ROUTE_VALUE]?: { path?: unknown };
+  [CONTEXT_KEY]?: Context;
+}
+
+/**
+ * Accessor installed as `req.route`: Express assigns the matched route there while `req.baseUrl`
+ * still holds the mount path, so the full template is recorded on the context at that moment.
+ * One shared descriptor: no closure per request.
+ */
+export const ROUTE_DESCRIPTOR: PropertyDescriptor = {
+  configurable: true,
+  enumerable: true,
+  get(this: RouteHolder) {
+    return this[ROUTE_VALUE];
+  },
+  set(this: RouteHolder, route: { path?: unknown } | undefined) {
+    this[ROUTE_VALUE] = route;
+    const ctx = this[CONTEXT_KEY];
+    if (ctx !== undefined && route !== undefined && typeof route.path === 'string')
+      ctx.route = `${this.baseUrl ?? ''}${route.path}`;
+  },
+};
 
 /**
  * The current request's context, or undefined outside a request. Pass `req` to read it from the

@@ -129,7 +129,8 @@ export function errors(input: Readonly<ErrorsOptions> = {}): ErrorRequestHandler
 }
 
 /** 404 NOT_FOUND for requests no route matched; register after your routes, before `errors()`. */
-export function notFound(): RequestHandler {
+export function notFound(input: Readonly<Record<string, never>> = {}): RequestHandler {
+  readOptions('notFound', input, []);
   return function notFoundMiddleware(req: Request, _res: Response, next: NextFunction): void {
     next(
       new BaseError('Route not found', { status: 404, code: 'NOT_FOUND', details: { method: req.method } }),

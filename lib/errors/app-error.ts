@@ -40,7 +40,13 @@ export class AppError extends Error {
       throw new RangeError(`AppError: status must be an integer from 400 to 599, got ${String(status)}`);
     }
     Object.defineProperty(this, APP_ERROR, { value: true });
-    this.name = new.target.name;
+    // Not enumerable, like Error's own `name`: spreading or logging an error's fields skips it.
+    Object.defineProperty(this, 'name', {
+      value: new.target.name,
+      enumerable: false,
+      configurable: true,
+      writable: true,
+    });
     this.status = status;
     this.code = options.code ?? codeForStatus(status);
     this.details = options.details ?? {};

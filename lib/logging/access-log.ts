@@ -59,8 +59,13 @@ function compileSkip(skip: LoggingOptions['skip']): SkipFn {
   };
 }
 
-/** The matched route template (`/api/patients/:id`), never the raw URL. */
+/**
+ * The matched route template (`/api/patients/:id`), never the raw URL: as recorded by
+ * `requestContext()` at match time, else (without it) from `baseUrl` + the route's path.
+ */
 export function routeOf(req: Request): string | undefined {
+  const recorded = (req as unknown as Record<symbol, RequestContext | undefined>)[CONTEXT_KEY]?.route;
+  if (recorded !== undefined) return recorded;
   const route = (req as { route?: { path?: unknown } }).route;
   if (route === undefined) return undefined;
   return `${req.baseUrl}${String(route.path)}`;

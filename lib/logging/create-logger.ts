@@ -89,6 +89,8 @@ export function createLogger(name: string, input: Readonly<LoggerOptions> = {}):
   if (errorFile !== undefined && errorFile !== false)
     transports.push(new FileTransport(fileOptions(errorFile, 'error')));
   transports.push(...(options.transports ?? []));
+  // With no transport winston prints the unredacted line to stderr; a silent sink prevents that.
+  if (transports.length === 0) transports.push(new winston.transports.Console({ silent: true }));
 
   return winston.createLogger({
     // Redaction and context run once here, before any transport sees the line.

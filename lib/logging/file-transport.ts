@@ -1,7 +1,7 @@
 import { closeSync, fstatSync, mkdirSync, openSync, renameSync, rmSync, write, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import TransportStream from 'winston-transport';
-import { ConfigError } from '../errors/index.js';
+import { ConfigError, readOptions } from '../errors/index.js';
 
 export interface FileTransportOptions {
   /** Path of the live file; rotated copies are `<filename>.1` (newest) … `<filename>.<maxBackups>`. */
@@ -21,6 +21,8 @@ export interface FileTransportOptions {
  * out in one asynchronous write. winston's own File transport issues one write per line through
  * two streams; on the request path that difference is most of the logger's cost (see docs/performance.md).
  */
+const LEVELS = new Set(['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly']);
+
 /** winston's formatted-line key (triple-beam's MESSAGE). */
 const MESSAGE = Symbol.for('message');
 
@@ -38,8 +40,21 @@ export class FileTransport extends TransportStream {
     this.#flushSync();
   };
 
-  constructor(options: FileTransportOptions) {
+  constructor(input: FileTransportOptions) {
+    if (typeof input !== 'object' || (input as unknown) === null) {
+      throw ConfigError.option('FileTransport', 'options', 'an options object with a filename', input);
+    }
+    const options = readOptions<FileTransportOptions>('FileTransport', input, [
+      'filename',
+      'maxSize',
+      'maxBackups',
+      'level',
+      'format',
+    ]);
     const { filename, maxSize = 10 * 1024 * 1024, maxBackups = 5, level, format } = options;
+    if (level !== undefined && !LEVELS.has(level)) {
+      throw ConfigError.option('FileTransport', 'level', `one of ${[...LEVELS].join(', ')}`, level);
+    }
     if (typeof filename !== 'string' || filename.length === 0)
       throw ConfigError.option('FileTransport', 'filename', 'a file path', filename);
     if (!Number.isInteger(maxSize) || maxSize < 1024)

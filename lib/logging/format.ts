@@ -36,8 +36,14 @@ export function recordFormat(name: string, redactor: Redactor): winston.Logform.
       logger: name,
       message: undefined,
     };
-    let message = info.message;
-    if (message instanceof Error) message = message.message;
+    // `log.error(err)`: winston hands us the Error itself as the record.
+    const error =
+      (info as unknown) instanceof Error
+        ? (info as unknown as Error)
+        : info.message instanceof Error
+          ? info.message
+          : undefined;
+    const message = info.message instanceof Error ? info.message.message : info.message;
     record.message = typeof message === 'string' ? redactor.redactString(message) : redactor(message);
     const ctx = als.getStore();
     if (ctx !== undefined) {
@@ -47,14 +53,18 @@ export function recordFormat(name: string, redactor: Redactor): winston.Logform.
       if (ctx.userId !== undefined) record.user_id = ctx.userId;
     }
     for (const key of Object.keys(info)) {
-      if (key === 'level' || key === 'message') continue;
+      // Meta never overwrites what the logger or the request context set (a spread request body
+      // cannot forge request_id or timestamp); it only fills what they left empty.
+      if (record[key] !== undefined || key === 'level') continue;
       const value = info[key];
       if (value === undefined) continue;
-      record[key] = redactor.isSensitiveKey(key) ? '[REDACTED]' : redactor(value);
+      record[redactor.redactString(key)] = redactor.isSensitiveKey(key) ? redactor.censor : redactor(value);
     }
-    // winston's format.errors is not in the chain: an Error logged as the message keeps its stack here.
-    if (info.message instanceof Error && record.stack === undefined && info.message.stack !== undefined) {
-      record.stack = redactor.redactString(info.message.stack);
+    if (error !== undefined) {
+      record.error_type = error.name;
+      if (record.stack === undefined && error.stack !== undefined)
+        record.stack = redactor.redactString(error.stack);
+      if ((info as unknown) === error) delete record.name;
     }
     record[LEVEL] = level;
     record[SPLAT] = info[SPLAT];
@@ -94,6 +104,8 @@ function pretty(r: Info, colours: boolean): string {
     const v = r[key];
     line += ` ${key}=${typeof v === 'string' ? v : JSON.stringify(v)}`;
   }
-  if (typeof r.stack === 'string') line += `\n${dim}${r.stack.replace(/\\n/g, '\n')}${reset}`;
+  // Only the frame separators become real newlines again; an escaped newline inside a message
+  // (`new Error('x\nFAKE LINE')`) stays escaped, so it cannot forge a line.
+  if (typeof r.stack === 'string') line += `\n${dim}${r.stack.replace(/\\n {4}at /g, '\n    at ')}${reset}`;
   return line;
 }

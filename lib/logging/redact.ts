@@ -1,4 +1,4 @@
-import { ConfigError } from '../errors/index.js';
+import { ConfigError, readOptions } from '../errors/index.js';
 
 export interface RedactOptions {
   /** Extra key names to redact at any depth (matched case- and separator-insensitively, exactly). */
@@ -90,8 +90,9 @@ const PHI_EXACT = [
   'clinicalnotes',
 ];
 
-const JWT = /\beyJ[\w-]{2,}\.[\w-]{2,}\.[\w-]*/g;
-const AUTH_SCHEME = /\b(Bearer|Basic|Digest)\s+[\w.~+/=-]{4,}/gi;
+const JWT = /eyJ[\w-]{2,}\.[\w-]{2,}\.[\w-]*/g;
+// The lookahead keeps a repeated scheme word (`bearer Bearer tok`) from passing for the credential.
+const AUTH_SCHEME = /\b(Bearer|Basic|Digest)\s+(?!(?:Bearer|Basic|Digest)\b)[\w.~+/=-]{4,}/gi;
 const SSN = /(?<!\d)\d{3}[- ]\d{2}[- ]\d{4}(?!\d)/g;
 const CARD = /(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)/g;
 const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/[^:/\s@]*:)[^@\s/]+@/gi;
@@ -133,7 +134,16 @@ function escapeControl(ch: string): string {
   }
 }
 
+/** A Map key as text, whatever it is (a null-prototype object has no toString). */
+function keyText(key: unknown): string {
+  if (typeof key === 'string') return key;
+  if (typeof key === 'number' || typeof key === 'boolean' || typeof key === 'bigint') return String(key);
+  return `[${typeof key}]`;
+}
+
 const normaliseKey = (key: string): string => key.toLowerCase().replace(/[^a-z0-9]/g, '');
+
+const KNOWN = ['keys', 'patterns', 'phi', 'censor', 'maxDepth'] as const;
 
 function checkOptions(options: Readonly<RedactOptions>): void {
   if (
@@ -155,7 +165,8 @@ function checkOptions(options: Readonly<RedactOptions>): void {
  * Build the redactor the logger runs on every line. It never mutates its input: objects are copied
  * as they are cleaned, so logging `req.body` cannot change `req.body`.
  */
-export function createRedactor(options: Readonly<RedactOptions> = {}): Redactor {
+export function createRedactor(input: Readonly<RedactOptions> = {}): Redactor {
+  const options = readOptions<RedactOptions>('createRedactor', input, KNOWN);
   checkOptions(options);
   const censor = options.censor ?? '[REDACTED]';
   const phi = options.phi ?? true;
@@ -181,7 +192,9 @@ export function createRedactor(options: Readonly<RedactOptions> = {}): Redactor 
 
   const redactString = (s: string): string => {
     if (!SUSPICIOUS.test(s)) return s;
+    // Escape first: patterns then see exactly what is written, so redacting twice changes nothing.
     let out = s
+      .replace(CONTROL, escapeControl)
       .replace(JWT, censor)
       .replace(AUTH_SCHEME, `$1 ${censor}`)
       .replace(URL_CREDENTIALS, `$1${censor}@`)
@@ -190,7 +203,7 @@ export function createRedactor(options: Readonly<RedactOptions> = {}): Redactor 
     if (out.includes('?')) out = out.replace(QUERY_VALUE, `$1${censor}`);
     if (phi) out = out.replace(EMAIL, censor).replace(PHONE, censor);
     for (const p of extra) out = out.replace(p, censor);
-    return out.replace(CONTROL, escapeControl);
+    return out;
   };
 
   const redact = (value: unknown, depth: number, seen: object[]): unknown => {
@@ -218,7 +231,7 @@ export function createRedactor(options: Readonly<RedactOptions> = {}): Redactor 
       if (value instanceof Error) return redactError(value, depth, seen);
       if (value instanceof Map)
         return redactEntries(
-          [...value.entries()].map(([k, v]) => [String(k), v]),
+          [...value.entries()].map(([k, v]) => [keyText(k), v]),
           depth,
           seen,
         );
@@ -226,6 +239,9 @@ export function createRedactor(options: Readonly<RedactOptions> = {}): Redactor 
       const toJSON = (value as { toJSON?: unknown }).toJSON;
       if (typeof toJSON === 'function') return redact(toJSON.call(value), depth + 1, seen);
       return redactEntries(Object.entries(value), depth, seen);
+    } catch {
+      // A throwing getter or toJSON must not turn a log call into an exception.
+      return '[Unserializable]';
     } finally {
       seen.pop();
     }
@@ -239,7 +255,8 @@ export function createRedactor(options: Readonly<RedactOptions> = {}): Redactor 
     const out: Record<string, unknown> = {};
     for (const [k, v] of entries) {
       if (v === undefined) continue;
-      out[k] = isSensitiveKey(k) ? censor : redact(v, depth + 1, seen);
+      // Keys are data too (`{ [email]: … }`): they are cleaned like values.
+      out[redactString(k)] = isSensitiveKey(k) ? censor : redact(v, depth + 1, seen);
     }
     return out;
   };
@@ -253,7 +270,11 @@ export function createRedactor(options: Readonly<RedactOptions> = {}): Redactor 
     return out;
   };
 
-  return Object.assign((value: unknown): unknown => redact(value, 0, []), { isSensitiveKey, redactString });
+  return Object.assign((value: unknown): unknown => redact(value, 0, []), {
+    isSensitiveKey,
+    redactString,
+    censor,
+  });
 }
 
 /** A redactor: call it on any value; the logger's format also uses its parts on top-level fields. */
@@ -261,4 +282,5 @@ export interface Redactor {
   (value: unknown): unknown;
   isSensitiveKey(key: string): boolean;
   redactString(s: string): string;
+  readonly censor: string;
 }

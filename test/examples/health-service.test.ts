@@ -314,18 +314,12 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express }) => {
       expect(logs.text()).not.toContain('pat-1003');
     });
 
-    // lib bug: routeOf() (lib/logging/access-log.ts) builds the template from req.baseUrl + req.route.path
-    // at `finish`; when errors() answers at app level, Express has already restored baseUrl to '', so a
-    // 404/500 from a mounted router is logged as `/patients/:id` while its 200 is `/api/v1/patients/:id`.
-    // `test.failing` passes while the bug is there: once fixed, turn it into a plain `test`.
-    test.failing(
-      'an error answered by errors() keeps the full route template in the access log',
-      async () => {
-        const res = await request(app).get(`${API}/patients/pat-9999`).expect(404);
-        const line = await accessLine(res.headers['x-request-id']!);
-        expect(line.route).toBe(`${API}/patients/:id`);
-      },
-    );
+    // Express resets req.baseUrl once the error leaves the router; the template is recorded at match time.
+    test('an error answered by errors() keeps the full route template in the access log', async () => {
+      const res = await request(app).get(`${API}/patients/pat-9999`).expect(404);
+      const line = await accessLine(res.headers['x-request-id']!);
+      expect(line.route).toBe(`${API}/patients/:id`);
+    });
 
     test('posted PHI appears in no log line, whatever the outcome', async () => {
       await request(app).post(`${API}/patients`).send(NEW_PATIENT).expect(201);
