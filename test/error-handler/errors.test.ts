@@ -373,5 +373,9 @@ describe('errors() configuration', () => {
       /app\.use\(core\.errors\(\)\)/,
     );
     expect(() => core.asyncHandler('nope' as never)).toThrow(core.ConfigError);
+    // app.use(core.notFound) would otherwise hang every request.
+    expect(() =>
+      (core.notFound as unknown as (r: unknown) => unknown)({ method: 'GET', headers: {} }),
+    ).toThrow(/app\.use\(core\.notFound\(\)\)/);
   });
 });

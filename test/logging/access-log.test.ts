@@ -189,3 +189,21 @@ describe('logging() configuration', () => {
     ).toThrow(/app\.use\(core\.logging\(\)\)/);
   });
 });
+
+describe('a logger with no destination', () => {
+  it('stays silent instead of letting winston print the raw line to stderr', () => {
+    const writes: string[] = [];
+    const spy = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      writes.push(String(chunk));
+      return true;
+    });
+    try {
+      const logger = core.createLogger('quiet', { console: false, settings });
+      logger.info('patient', { password: PASSWORD, ssn: SSN });
+    } finally {
+      spy.mockRestore();
+    }
+    expect(writes.join('')).not.toContain(PASSWORD);
+    expect(writes.join('')).not.toContain(SSN);
+  });
+});
