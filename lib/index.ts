@@ -46,4 +46,25 @@ export {
   logSecurityEvent,
 } from './logging/index.js';
 export type { ErrorsOptions } from './error-handler/index.js';
-export { errors, notFound, asyncHandler, toAppError } from './error-handler/index.js';
+export { errors, notFound, asyncHandler } from './error-handler/index.js';
+export type { Database, DatabaseOptions, PoolStats, HealthStatus, Dialect } from './database/index.js';
+export { createDatabase, database } from './database/index.js';
+export type {
+  RepositoryOptions,
+  UpdateOptions,
+  FilterOp,
+  Scalar,
+  FieldFilter,
+  OrFilter,
+  Filter,
+  Filters,
+  SortSpec,
+  ListOptions,
+  OffsetPage,
+  KeysetPage,
+  ColumnType,
+  RepositoryAction,
+  RepositoryEvent,
+  ListQuerySchema,
+} from './repository/index.js';
+export { BaseRepository, parseListQuery, FILTER_OPS } from './repository/index.js';

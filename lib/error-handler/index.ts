@@ -3,13 +3,17 @@ import type { Settings } from '../config/index.js';
 import { loadSettings } from '../config/index.js';
 import { getContext } from '../context/store.js';
 import type { AppError, ErrorFormat } from '../errors/index.js';
-import { AppError as BaseError, ConfigError, isAppError, readOptions, renderError } from '../errors/index.js';
+import {
+  AppError as BaseError,
+  ConfigError,
+  isAppError,
+  readOptions,
+  renderError,
+  toAppError,
+} from '../errors/index.js';
 import type { Logger } from '../logging/create-logger.js';
 import { createLogger } from '../logging/create-logger.js';
 import { routeOf } from '../logging/access-log.js';
-import { toAppError } from './map-error.js';
-
-export { toAppError } from './map-error.js';
 
 export interface ErrorsOptions {
   /**

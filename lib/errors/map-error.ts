@@ -1,4 +1,4 @@
-import type { AppError } from '../errors/index.js';
+import type { AppError } from './app-error.js';
 import {
   AppError as BaseError,
   DuplicateError,
@@ -6,10 +6,9 @@ import {
   TimeoutError,
   UnauthorizedError,
   ValidationError,
-  codeForStatus,
   isAppError,
-  statusText,
-} from '../errors/index.js';
+} from './app-error.js';
+import { codeForStatus, statusText } from './codes.js';
 
 type Loose = Record<string, unknown>;
 
@@ -71,7 +70,8 @@ function fromJwt(name: string, cause: unknown): AppError | undefined {
 }
 
 /** Column names from a driver message, never the values: `Key (email)=(x)` → `email`. */
-function fieldFrom(err: Loose): string | undefined {
+/** The column a driver error names (never the value): `Key (email)=(x)` → `email`. */
+export function columnOf(err: Loose): string | undefined {
   if (typeof err.column === 'string') return err.column;
   const detail = typeof err.detail === 'string' ? err.detail : '';
   const pg = /^Key \(([^)]+)\)=/.exec(detail);
@@ -89,17 +89,17 @@ function fieldFrom(err: Loose): string | undefined {
 }
 
 const unavailable = (cause: unknown): AppError =>
-  new ServiceUnavailableError('Database is unavailable', 5, { code: 'DATABASE_UNAVAILABLE', cause });
+  new ServiceUnavailableError('Database is unavailable', 5, { details: { dependency: 'database' }, cause });
 const duplicate = (err: Loose): AppError =>
-  new DuplicateError('Resource', fieldFrom(err) ?? 'value', undefined, { cause: err });
+  new DuplicateError('Resource', columnOf(err) ?? 'value', undefined, { cause: err });
 const notNull = (err: Loose): AppError => {
-  const field = fieldFrom(err) ?? 'value';
+  const field = columnOf(err) ?? 'value';
   return new ValidationError('A required value is missing', { [field]: 'is required' }, { cause: err });
 };
 const invalidInput = (err: Loose): AppError =>
   new BaseError('A value has the wrong type or format', { status: 400, code: 'INVALID_INPUT', cause: err });
 const tooLong = (err: Loose): AppError => {
-  const field = fieldFrom(err) ?? 'value';
+  const field = columnOf(err) ?? 'value';
   return new ValidationError('A value is too long', { [field]: 'is too long' }, { cause: err });
 };
 const referenceMissing = (err: Loose): AppError =>
