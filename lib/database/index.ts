@@ -311,7 +311,8 @@ export function createDatabase(input: Readonly<DatabaseOptions> = {}): Database 
   return db;
 }
 
-const ROLLBACK = Symbol('caduceus.rollback');
+/** Rejection that tells Knex to roll the request's transaction back (not a failure). */
+const ROLLBACK = new Error('caduceus: request transaction rolled back');
 
 /**
  * The rest of the request runs inside one transaction. The response is held at `res.end` until

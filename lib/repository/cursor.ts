@@ -13,7 +13,8 @@ export function encodeCursor(sort: readonly SortSpec[], row: Record<string, unkn
     const v = row[s.field];
     if (v instanceof Date) return v.toISOString();
     if (v === undefined || v === null) return null;
-    return typeof v === 'number' || typeof v === 'string' ? v : String(v);
+    if (typeof v === 'number' || typeof v === 'string') return v;
+    return typeof v === 'boolean' || typeof v === 'bigint' ? v.toString() : null;
   });
   return Buffer.from(JSON.stringify([signature(sort), values])).toString('base64url');
 }

@@ -48,9 +48,11 @@ export interface FilterContext {
 }
 
 function checkField(f: FieldFilter, ctx: FilterContext): void {
-  if (typeof f.field !== 'string' || !ctx.filterable.has(f.field))
-    throw badQuery(String(f.field), 'is not a filterable field');
-  if (typeof f.op !== 'string' || !OPS.has(f.op))
+  // Filters can come from parsed JSON: check the types, not just the names.
+  const field: unknown = f.field;
+  if (typeof field !== 'string' || !ctx.filterable.has(field))
+    throw badQuery(typeof field === 'string' ? field.slice(0, 64) : 'filter', 'is not a filterable field');
+  if (typeof (f.op as unknown) !== 'string' || !OPS.has(f.op))
     throw badQuery(f.field, `has an unknown operator (use one of ${FILTER_OPS.join(', ')})`);
 }
 
@@ -85,7 +87,10 @@ function applyField(qb: Knex.QueryBuilder, f: FieldFilter, ctx: FilterContext): 
     case 'ne': {
       const v = scalarValue(f);
       if (v === null) qb.whereNotNull(col);
-      else qb.where((b) => b.whereNot(col, v).orWhereNull(col));
+      else
+        qb.where((b) => {
+          b.whereNot(col, v).orWhereNull(col);
+        });
       return;
     }
     case 'gt':
@@ -151,9 +156,10 @@ export function applyFilters(
   if (depth > MAX_DEPTH) throw badQuery('or', 'is nested too deeply');
   for (const f of filters) {
     if ('or' in f) {
-      const groups = f.or;
-      if (!Array.isArray(groups) || groups.length === 0 || groups.length > 20)
+      const raw: unknown = f.or;
+      if (!Array.isArray(raw) || raw.length === 0 || raw.length > 20)
         throw badQuery('or', 'needs 1 to 20 groups');
+      const groups = raw as readonly (readonly Filter[])[];
       qb.where((outer) => {
         for (const group of groups) {
           outer.orWhere((inner) => {

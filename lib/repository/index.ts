@@ -277,7 +277,7 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
   /** A row as returned to callers: hidden columns removed, timestamps as Dates on every dialect. */
   protected toEntity(row: Row): T {
     const c = this.config;
-    for (const h of c.hidden) delete row[h];
+    for (const h of c.hidden) Reflect.deleteProperty(row, h);
     for (const [col, type] of c.types) {
       if (type === 'date') {
         const v = row[col];
@@ -330,11 +330,11 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
     }
   }
 
-  protected validate<S>(schema: ZodType | undefined, input: unknown, partial: boolean): S {
+  protected validate(schema: ZodType | undefined, input: unknown, partial: boolean): Row {
     if (schema === undefined) {
       if (typeof input !== 'object' || input === null || Array.isArray(input))
         throw new ValidationError('Expected an object', { _: 'must be an object' });
-      return input as S;
+      return input as Row;
     }
     const result = schema.safeParse(input);
     if (!result.success)
@@ -342,7 +342,7 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
         partial ? 'Invalid update' : `Invalid ${this.config.resource}`,
         zodFieldErrors(result.error),
       );
-    return result.data as S;
+    return result.data as Row;
   }
 
   /** Column values safe to write: no id rewrite on update, no timestamps or version from the caller. */
@@ -376,7 +376,8 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
   async #insertOne(k: Knex, row: Row): Promise<T> {
     const c = this.config;
     if (this.db.dialect === 'mysql') {
-      const [insertId] = (await this.table(k).insert(row)) as number[];
+      const inserted: number[] = await this.table(k).insert(row);
+      const insertId = inserted[0];
       const id = (row[c.idColumn] as Id | undefined) ?? insertId;
       const created = (await this.table(k)
         .where(c.idColumn, id as Knex.Value)
@@ -388,7 +389,7 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
   }
 
   async create(data: C): Promise<T> {
-    const input = this.validate<Row>(this.config.createSchema, data, false);
+    const input = this.validate(this.config.createSchema, data, false);
     const row = this.prepareWrite(input, true);
     const entity = await this.run(() => this.#insertOne(this.writer(), row));
     this.emit('create', [(entity as Row)[this.config.idColumn] as Id], 'success');
@@ -400,7 +401,7 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
     if (!Array.isArray(items)) throw new ValidationError('Expected a list', { _: 'must be an array' });
     const rows = items.map((item, i) => {
       try {
-        return this.prepareWrite(this.validate<Row>(this.config.createSchema, item, false), true);
+        return this.prepareWrite(this.validate(this.config.createSchema, item, false), true);
       } catch (err) {
         if (err instanceof ValidationError) {
           throw new ValidationError(
@@ -478,7 +479,7 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
     } else {
       this.#applyFilters(qb, normaliseFilters(idOrFilters));
     }
-    const row = await this.run(() => qb.first(this.config.idColumn));
+    const row: unknown = await this.run(() => qb.first(this.config.idColumn));
     return row !== undefined;
   }
 
@@ -503,8 +504,10 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
     const c = this.config;
     const out: SortSpec[] = [];
     for (const s of sort === undefined || sort.length === 0 ? c.defaultSort : sort) {
-      if (!c.sortable.has(s.field)) throw badQuery('sort', `cannot sort by ${String(s.field).slice(0, 64)}`);
-      if (s.direction !== 'asc' && s.direction !== 'desc')
+      const field: unknown = s.field;
+      if (typeof field !== 'string' || !c.sortable.has(field))
+        throw badQuery('sort', `cannot sort by ${typeof field === 'string' ? field.slice(0, 64) : 'that'}`);
+      if ((s.direction as string) !== 'asc' && s.direction !== 'desc')
         throw badQuery('sort', 'direction must be asc or desc');
       if (!out.some((o) => o.field === s.field)) out.push({ field: s.field, direction: s.direction });
     }
@@ -592,7 +595,7 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
   async update(id: Id, patch: U, options: UpdateOptions = {}): Promise<T> {
     this.#checkId(id);
     const c = this.config;
-    const input = this.validate<Row>(c.updateSchema, patch, true);
+    const input = this.validate(c.updateSchema, patch, true);
     const row = this.prepareWrite(input, false);
     const expected = options.expectedVersion;
     if (expected !== undefined && (c.versionColumn === undefined || !Number.isInteger(expected))) {
@@ -610,7 +613,7 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
       return await qb.update(changes);
     });
     if (updated === 0) {
-      const exists = await this.run(() => this.baseQuery(k).where(c.idColumn, id).first(c.idColumn));
+      const exists: unknown = await this.run(() => this.baseQuery(k).where(c.idColumn, id).first(c.idColumn));
       this.emit('update', [id], exists === undefined ? 'not_found' : 'error');
       if (exists === undefined) throw new NotFoundError(c.resource, id);
       throw new AppError(`${c.resource} was changed by someone else; reload it and retry`, {
@@ -632,8 +635,7 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
     const k = this.writer();
     const n = await this.run(async () => {
       const qb = this.table(k).where(c.idColumn, id);
-      if (c.softDelete)
-        return await qb.whereNull('deleted_at').update({ deleted_at: new Date() });
+      if (c.softDelete) return await qb.whereNull('deleted_at').update({ deleted_at: new Date() });
       return qb.delete();
     });
     this.emit('delete', [id], n === 0 ? 'not_found' : 'success');
@@ -658,7 +660,7 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
   /** Insert, or update the row with the same `conflictColumns` (default: the id). */
   async upsert(data: C, conflictColumns?: readonly string[]): Promise<T> {
     const c = this.config;
-    const input = this.validate<Row>(c.createSchema, data, false);
+    const input = this.validate(c.createSchema, data, false);
     const row = this.prepareWrite(input, true);
     const target = conflictColumns ?? [c.idColumn];
     if (target.some((col) => !IDENT.test(col)))
