@@ -141,8 +141,8 @@ export function logging(input: Readonly<LoggingOptions> = {}): RequestHandler {
     const ctx = (req as unknown as Record<symbol, RequestContext | undefined>)[CONTEXT_KEY];
     const pending: Pending = { req, ctx, start: ctx === undefined ? performance.now() : ctx.startHr };
     (res as unknown as Record<symbol, Pending>)[PENDING] = pending;
-    res.once('finish', onDone);
-    res.once('close', onDone);
+    res.on('finish', onDone);
+    res.on('close', onDone);
     next();
   };
 }
