@@ -135,6 +135,7 @@ function fromPostgres(code: string, err: Loose): AppError | undefined {
     case '23514':
       return new ValidationError('A value violates a check constraint', {}, { cause: err });
     case '22P02':
+    case '22021':
     case '22007':
     case '22008':
     case '22003':

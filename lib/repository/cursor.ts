@@ -46,13 +46,17 @@ export function decodeCursor(cursor: string, sort: readonly SortSpec[]): CursorV
 }
 
 /**
- * Rows strictly after the cursor in sort order: (a > va) OR (a = va AND b > vb) OR … — the expanded
- * form works for mixed directions on every dialect and lets the index on the sort columns do the work.
+ * Rows strictly after the cursor in the database's own sort order — (a > va) OR (a = va AND b > vb)
+ * OR … — in the expanded form that works for mixed directions on every dialect and lets the index
+ * on the sort columns do the work. NULLs sort where each database puts them natively (PostgreSQL:
+ * above every value; SQLite and MySQL: below), so keyset pages follow exactly the offset order.
  */
 export function applyCursor(
   qb: Knex.QueryBuilder,
   sort: readonly SortSpec[],
   values: readonly CursorValue[],
+  nullsHigh: boolean,
+  nullable: (field: string) => boolean,
   toDb: (field: string, v: CursorValue) => Knex.Value,
 ): void {
   qb.where((outer) => {
@@ -65,11 +69,22 @@ export function applyCursor(
           else inner.where(prev.field, toDb(prev.field, v));
         }
         const v = values[i] ?? null;
+        // Do NULLs come after the cursor's position in this direction?
+        const nullsAfter = (s.direction === 'asc') === nullsHigh;
         if (v === null) {
-          // NULLs sort last ascending here: after a NULL only other NULLs follow (handled by the tiebreaker).
-          inner.whereRaw('1 = 0');
+          // After a NULL come the non-NULL values when NULLs sort first, nothing when they sort last.
+          if (nullsAfter) inner.whereRaw('1 = 0');
+          else inner.whereNotNull(s.field);
         } else {
-          inner.where(s.field, s.direction === 'desc' ? '<' : '>', toDb(s.field, v));
+          const op = s.direction === 'desc' ? '<' : '>';
+          // `OR col IS NULL` only where NULLs can exist: on a key it would cost the index its order.
+          if (nullsAfter && nullable(s.field)) {
+            inner.where((b) => {
+              b.where(s.field, op, toDb(s.field, v)).orWhereNull(s.field);
+            });
+          } else {
+            inner.where(s.field, op, toDb(s.field, v));
+          }
         }
       });
     });

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
 import type { ZodType } from 'zod';
 import { getContext } from '../context/store.js';
@@ -167,6 +168,23 @@ function buildConfig(input: unknown): Config {
   };
 }
 
+interface Scope {
+  repo: object;
+  trx: Knex.Transaction | undefined;
+  withDeleted: boolean;
+}
+
+/**
+ * Scopes of `withTransaction()`/`withDeleted()` views, keyed to the repository they belong to. One
+ * storage for every repository (each AsyncLocalStorage adds work to every async hop); it holds no
+ * data outside the calls of a view.
+ */
+const SCOPES = Symbol.for('caduceus.repository.scopes');
+function scopeStorage(): AsyncLocalStorage<Scope> {
+  const holder = globalThis as unknown as Record<symbol, AsyncLocalStorage<Scope> | undefined>;
+  return (holder[SCOPES] ??= new AsyncLocalStorage<Scope>());
+}
+
 function zodFieldErrors(error: {
   issues: readonly { path: readonly PropertyKey[]; message: string }[];
 }): Record<string, string> {
@@ -194,22 +212,14 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
   readonly db: Database;
   /** @internal */
   protected readonly config: Config;
-  readonly #trx: Knex.Transaction | undefined;
-  readonly #withDeleted: boolean;
 
-  constructor(
-    db: Database,
-    options: RepositoryOptions<T, C, U>,
-    internal?: { trx?: Knex.Transaction; withDeleted?: boolean; events?: EventEmitter; config?: Config },
-  ) {
+  constructor(db: Database, options: RepositoryOptions<T, C, U>) {
     if (typeof db !== 'object' || typeof (db as Partial<Database>).transaction !== 'function') {
       throw ConfigError.option('BaseRepository', 'db', 'a Database from createDatabase()', db);
     }
     this.db = db;
-    this.config = internal?.config ?? buildConfig(options);
-    this.events = internal?.events ?? new EventEmitter();
-    this.#trx = internal?.trx;
-    this.#withDeleted = internal?.withDeleted ?? false;
+    this.config = buildConfig(options);
+    this.events = new EventEmitter();
   }
 
   /** The resource name used in errors and events. */
@@ -235,32 +245,54 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
     };
   }
 
-  /** The same repository bound to a transaction (or the Database's active one when omitted). */
+  /** The same repository bound to a transaction: every call on it runs in `trx`. */
   withTransaction(trx: Knex.Transaction): this {
-    return this.#derive({ trx, withDeleted: this.#withDeleted });
+    return this.#view({ trx });
   }
 
   /** The same repository, including soft-deleted rows in reads. */
   withDeleted(): this {
-    return this.#derive({ trx: this.#trx, withDeleted: true });
+    return this.#view({ withDeleted: true });
   }
 
-  #derive(state: { trx: Knex.Transaction | undefined; withDeleted: boolean }): this {
-    // Built through the base constructor with this object's class as new.target, so the copy keeps
-    // the subclass's methods; the subclass's own fields (injected services) are copied over.
-    const internal = { ...state, events: this.events, config: this.config };
-    const copy = Reflect.construct(BaseRepository, [this.db, {}, internal], this.constructor) as this;
-    return Object.assign(copy, this);
+  /**
+   * A view of this very instance whose method calls run inside a scope (transaction, deleted rows).
+   * Methods still run on the original object, so a subclass's fields — `#private` ones included —
+   * and its methods work unchanged.
+   */
+  #view(change: Partial<Omit<Scope, 'repo'>>): this {
+    const scopes = scopeStorage();
+    const outer = scopes.getStore();
+    const inherited = outer?.repo === this ? outer : undefined;
+    const scope: Scope = {
+      repo: this,
+      trx: change.trx ?? inherited?.trx,
+      withDeleted: change.withDeleted ?? inherited?.withDeleted ?? false,
+    };
+
+    return new Proxy(this, {
+      get(obj, prop) {
+        const value: unknown = Reflect.get(obj, prop, obj);
+        if (typeof value !== 'function' || prop === 'constructor') return value;
+        return (...args: unknown[]): unknown =>
+          scopes.run(scope, () => (value as (...a: unknown[]) => unknown).apply(obj, args));
+      },
+    });
+  }
+
+  #scope(): Scope | undefined {
+    const s = scopeStorage().getStore();
+    return s?.repo === this ? s : undefined;
   }
 
   /** Knex for writes: the bound transaction, the Database's active one, or the primary. */
   protected writer(): Knex {
-    return this.#trx ?? this.db.current();
+    return this.#scope()?.trx ?? this.db.current();
   }
 
   /** Knex for reads: like `writer()` outside a transaction, a replica when configured. */
   protected readerKnex(): Knex {
-    return this.#trx ?? this.db.reader;
+    return this.#scope()?.trx ?? this.db.reader;
   }
 
   protected table(k: Knex): Knex.QueryBuilder {
@@ -270,7 +302,7 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
   /** Base query for reads: the table, minus soft-deleted rows unless asked. */
   protected baseQuery(k: Knex): Knex.QueryBuilder {
     const qb = this.table(k);
-    if (this.config.softDelete && !this.#withDeleted) qb.whereNull('deleted_at');
+    if (this.config.softDelete && this.#scope()?.withDeleted !== true) qb.whereNull('deleted_at');
     return qb;
   }
 
@@ -428,7 +460,8 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
   }
 
   #inTransaction<R>(fn: (trx: Knex.Transaction) => Promise<R>): Promise<R> {
-    if (this.#trx !== undefined) return this.#trx.transaction(fn);
+    const trx = this.#scope()?.trx;
+    if (trx !== undefined) return trx.transaction(fn);
     return this.db.transaction(fn);
   }
 
@@ -463,23 +496,36 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
   }
 
   async count(filters?: Filters): Promise<number> {
+    const list = normaliseFilters(filters);
     const qb = this.baseQuery(this.readerKnex());
-    this.#applyFilters(qb, normaliseFilters(filters));
+    this.#applyFilters(qb, list);
     const row = (await this.run(() => qb.count({ n: '*' }).first())) as
       { n: number | string | bigint } | undefined;
+    this.emit('search', [], 'success', filterFields(list));
     return Number(row?.n ?? 0);
   }
 
-  /** Whether a row with this id (or matching these filters) exists. */
+  /** Whether a row with this id (or matching these filters) exists. A read like any other: it emits an event. */
   async exists(idOrFilters: Id | Filters): Promise<boolean> {
     const qb = this.baseQuery(this.readerKnex());
-    if (typeof idOrFilters === 'string' || typeof idOrFilters === 'number') {
+    const byId = typeof idOrFilters === 'string' || typeof idOrFilters === 'number';
+    let fields: string[] | undefined;
+    if (byId) {
       this.#checkId(idOrFilters);
       qb.where(this.config.idColumn, idOrFilters);
     } else {
-      this.#applyFilters(qb, normaliseFilters(idOrFilters));
+      const list = normaliseFilters(idOrFilters);
+      fields = filterFields(list);
+      this.#applyFilters(qb, list);
     }
-    const row: unknown = await this.run(() => qb.first(this.config.idColumn));
+    const row: Row | undefined = await this.run(() => qb.first(this.config.idColumn));
+    const found = row === undefined ? [] : [row[this.config.idColumn] as Id];
+    this.emit(
+      byId ? 'read' : 'search',
+      byId ? [idOrFilters] : found,
+      row === undefined ? 'not_found' : 'success',
+      fields,
+    );
     return row !== undefined;
   }
 
@@ -537,7 +583,14 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
       const qb = this.baseQuery(k);
       this.#applyFilters(qb, filters);
       if (typeof options.cursor === 'string' && options.cursor.length > 0) {
-        applyCursor(qb, sort, decodeCursor(options.cursor, sort), (field, v) => this.#toDb(field, v));
+        applyCursor(
+          qb,
+          sort,
+          decodeCursor(options.cursor, sort),
+          this.db.dialect === 'postgres',
+          (field) => !this.#notNull(field),
+          (field, v) => this.#toDb(field, v),
+        );
       }
       for (const s of sort) qb.orderBy(s.field, s.direction);
       const rows = (await this.run(() => qb.limit(limit + 1))) as Row[];
@@ -581,6 +634,16 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
       fields,
     );
     return { items, total, page, size, pages: total === undefined ? undefined : Math.ceil(total / size) };
+  }
+
+  /** Columns known never to be NULL: the key, and the timestamps the repository always sets. */
+  #notNull(field: string): boolean {
+    const c = this.config;
+    return (
+      field === c.idColumn ||
+      (c.timestamps && (field === 'created_at' || field === 'updated_at')) ||
+      field === c.versionColumn
+    );
   }
 
   #toDb(field: string, v: string | number | null): Knex.Value {
@@ -665,15 +728,21 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
     const target = conflictColumns ?? [c.idColumn];
     if (target.some((col) => !IDENT.test(col)))
       throw ConfigError.option('upsert', 'conflictColumns', 'column names', target);
-    const merge = Object.keys(row).filter(
-      (col) => !target.includes(col) && col !== 'created_at' && col !== c.idColumn,
+    // An update through upsert moves the version forward like update() does, never back to 1.
+    const mergeColumns = Object.keys(row).filter(
+      (col) => !target.includes(col) && col !== 'created_at' && col !== c.idColumn && col !== c.versionColumn,
     );
+    const k0 = this.writer();
+    const merge: Record<string, unknown> = {};
+    for (const col of mergeColumns) merge[col] = row[col];
+    if (c.versionColumn !== undefined)
+      merge[c.versionColumn] = k0.raw('??.?? + 1', [c.table, c.versionColumn]);
     const k = this.writer();
     const entity = await this.run(async () => {
       const q = this.table(k)
         .insert(row)
         .onConflict(target as string[])
-        .merge(merge);
+        .merge(merge as Knex.ResolveTableType<Row, 'update'>);
       if (this.db.dialect !== 'mysql') {
         const [out] = (await q.returning('*')) as Row[];
         return out;

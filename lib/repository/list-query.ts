@@ -21,6 +21,8 @@ const INT = /^(0|[1-9]\d{0,8})$/;
 function text(field: string, value: unknown): string {
   if (typeof value !== 'string') throw badQuery(field, 'must be a single value');
   if (value.length > MAX_VALUE) throw badQuery(field, `must be at most ${MAX_VALUE} characters`);
+  // PostgreSQL cannot store NUL in text; no legitimate query value contains one.
+  if (value.includes('\u0000')) throw badQuery(field, 'must not contain NUL characters');
   return value;
 }
 

@@ -559,6 +559,8 @@ describe('parseListQuery: property-based, hostile input', () => {
         fc.oneof(hostileText, fc.constantFrom(...NAMES)),
         fc.boolean(),
         async (value, qsForm) => {
+          // NUL is refused by parseListQuery with a 400 (PostgreSQL cannot store it); tested on its own.
+          fc.pre(!value.includes('\u0000'));
           const query = qsForm ? { family_name: { eq: value } } : simple({ family_name: value });
           const options = core.parseListQuery(query, repo);
           const expected = SEED.filter((s) => s.family_name === value)
@@ -590,7 +592,7 @@ describe('parseListQuery: property-based, hostile input', () => {
       fc.asyncProperty(
         fc.oneof(hostileText, fc.constantFrom('%', '_', '50%', '0%', 'r_s', '!', '\\', "'", ';')),
         async (value) => {
-          fc.pre(value.length > 0 && value.length <= 200);
+          fc.pre(value.length > 0 && value.length <= 200 && !value.includes('\u0000'));
           const options = parse({ 'family_name[like]': value });
           for (const { dialect, repo: r } of repos) {
             const fold = dialect === 'sqlite' ? asciiLower : (s: string): string => s;
