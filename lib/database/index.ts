@@ -201,6 +201,17 @@ export function createDatabase(input: Readonly<DatabaseOptions> = {}): Database 
     const config: Knex.Config = {
       client,
       connection,
+      // Knex's own warnings go through our logger (JSON, redacted, with the request id), not console.
+      log: {
+        warn: (message: unknown) => logger.warn(String(message), { source: 'knex' }),
+        error: (message: unknown) => logger.error(String(message), { source: 'knex' }),
+        deprecate: (method: unknown, alternative: unknown) =>
+          logger.warn(`knex: ${String(method)} is deprecated, use ${String(alternative)}`, {
+            source: 'knex',
+          }),
+        debug: (message: unknown) =>
+          logger.debug(typeof message === 'string' ? message : JSON.stringify(message), { source: 'knex' }),
+      },
       useNullAsDefault: sqlite,
       acquireConnectionTimeout: acquireTimeoutMs,
       pool: {
@@ -324,6 +335,12 @@ function requestTransaction(db: Database, txStore: AsyncLocalStorage<Knex.Transa
     const originalEnd = res.end.bind(res) as (...args: unknown[]) => Response;
     let finish: ((commit: boolean) => void) | undefined;
     let endArgs: unknown[] | undefined;
+    // Listen before a connection is even acquired: a client gone while waiting must not be committed.
+    let gone = false;
+    res.once('close', () => {
+      gone = true;
+      finish?.(false);
+    });
     db.knex
       .transaction(
         (trx) =>
@@ -333,12 +350,15 @@ function requestTransaction(db: Database, txStore: AsyncLocalStorage<Knex.Transa
               if (commit) resolve();
               else reject(ROLLBACK);
             };
+            if (gone || res.destroyed) {
+              finish(false);
+              return;
+            }
             res.end = function heldEnd(this: Response, ...args: unknown[]): Response {
               endArgs = args;
-              finish?.(res.statusCode < 400);
+              finish?.(res.statusCode < 400 && !gone);
               return res;
             } as Response['end'];
-            res.once('close', () => finish?.(false));
             txStore.run(trx, next);
           }),
       )
@@ -353,14 +373,24 @@ function requestTransaction(db: Database, txStore: AsyncLocalStorage<Knex.Transa
             if (endArgs !== undefined) originalEnd(...endArgs);
             return;
           }
-          // The commit (or BEGIN) failed: nothing was sent yet, so report it properly.
+          // The commit (or BEGIN) failed: nothing was sent yet, so report it properly. Only the
+          // handler's content headers go; the request id, CORS and security headers stay.
           if (res.headersSent || res.destroyed) return;
-          for (const name of res.getHeaderNames()) res.removeHeader(name);
+          for (const name of CONTENT_HEADERS) res.removeHeader(name);
           next(err);
         },
       );
   };
 }
+
+const CONTENT_HEADERS = [
+  'content-type',
+  'content-length',
+  'content-encoding',
+  'etag',
+  'last-modified',
+  'location',
+];
 
 declare module 'express-serve-static-core' {
   interface Request {

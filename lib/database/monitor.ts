@@ -64,6 +64,8 @@ export function watchLeaks(knex: Knex, logger: Logger, thresholdMs: number): () 
   });
   pool.on('release', (resource) => {
     held.delete(resource);
+    // Back in the pool: the next holder that keeps it too long is reported afresh.
+    warned.delete(resource);
   });
   const timer = setInterval(
     () => {

@@ -58,7 +58,11 @@ export function connectionFor(
         connectionString: url,
         connectionTimeoutMillis: t.connectTimeoutMs,
         statement_timeout: t.statementTimeoutMs,
+        // The server-side timeout cannot help when the server is unreachable (a silent partition):
+        // the client gives up shortly after it, and TCP keepalive notices dead peers in seconds.
+        query_timeout: t.statementTimeoutMs > 0 ? t.statementTimeoutMs + 1000 : undefined,
         keepAlive: true,
+        keepAliveInitialDelayMillis: 10_000,
         application_name: 'caduceus',
       },
     };

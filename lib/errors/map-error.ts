@@ -121,6 +121,21 @@ const conflict = (err: Loose): AppError =>
     cause: err,
   });
 
+const PG_UNAVAILABLE = new Set([
+  'Query read timeout',
+  'Connection terminated unexpectedly',
+  'Connection terminated',
+  'timeout exceeded when trying to connect',
+  'Connection terminated due to connection timeout',
+]);
+
+/** Knex prefixes a driver's message with the SQL: `select … - Query read timeout`. */
+function pgUnavailable(message: string): boolean {
+  if (PG_UNAVAILABLE.has(message)) return true;
+  const cut = message.lastIndexOf(' - ');
+  return cut !== -1 && PG_UNAVAILABLE.has(message.slice(cut + 3));
+}
+
 /** PostgreSQL SQLSTATE codes (five characters) → our errors. */
 function fromPostgres(code: string, err: Loose): AppError | undefined {
   switch (code) {
@@ -232,6 +247,11 @@ export function toAppError(err: unknown): AppError {
     if (mapped !== undefined) return mapped;
     if (e.name === 'KnexTimeoutError') return unavailable(err);
   }
+  // pg reports a lost or silent server with no code, only these messages.
+  if (typeof e.message === 'string' && pgUnavailable(e.message)) return unavailable(err);
+  // mysql2 reports a statement timeout with no code, only errno 1969 (MariaDB) or 3024 (MySQL).
+  if (e.errno === 1969 || e.errno === 3024)
+    return new TimeoutError('Database query timed out', undefined, { cause: err });
   if (typeof e.code === 'string') {
     const mapped =
       /^[0-9A-Z]{5}$/.test(e.code) && /\d/.test(e.code) ? fromPostgres(e.code, e) : fromDriverCode(e.code, e);
