@@ -22,6 +22,10 @@ export interface BenchOptions {
   idleWait: number;
   /** Busy cores (whole machine) under which it counts as quiet. */
   idleThreshold: number;
+  /** A recording during which other processes took more than this many cores from the server's CPU is repeated. */
+  maxOthers: number;
+  /** How many times such a recording is repeated at most (the last one counts). */
+  retries: number;
   /** Variants to CPU-profile instead of benchmarking. */
   profile: readonly string[] | undefined;
   /** V8 sampling interval for profiles, microseconds. */
@@ -60,6 +64,16 @@ const SPECS: readonly Spec[] = [
     key: 'idleThreshold',
     flag: 'idle-threshold',
     help: 'busy cores under which the machine counts as quiet (default 0.3)',
+  },
+  {
+    key: 'maxOthers',
+    flag: 'max-others',
+    help: "repeat a recording when other processes took more cores than this from the server's CPU (default 0.1)",
+  },
+  {
+    key: 'retries',
+    flag: 'retries',
+    help: 'repeats of such a recording at most; the last one counts (default 2)',
   },
   {
     key: 'profile',
@@ -155,6 +169,8 @@ export function parseOptions(
     pin: oneOf('pin', read('pin') ?? 'auto', ['auto', 'on', 'off']),
     idleWait: num('idle-wait', 10, false, true),
     idleThreshold: num('idle-threshold', 0.3, false),
+    maxOthers: num('max-others', 0.1, false, true),
+    retries: num('retries', 2, true, true),
     profile: list(read('profile')),
     profileInterval: num('profile-interval', 200, true),
     top: num('top', 25, true),

@@ -29,7 +29,7 @@ export interface VariantSummary {
   warnings: string[];
 }
 
-function warningsOf(results: readonly RoundResult[]): string[] {
+function warningsOf(results: readonly RoundResult[], maxOthers: number): string[] {
   const warnings: string[] = [];
   const failed = results.reduce((n, r) => n + r.load.errors + r.load.timeouts + r.load.non2xx, 0);
   if (failed > 0)
@@ -39,7 +39,7 @@ function warningsOf(results: readonly RoundResult[]): string[] {
     warnings.push(
       `the load generator used ${(100 * busiest).toFixed(0)}% of a core: it may be the bottleneck`,
     );
-  const noisy = results.filter((r) => r.cpu !== undefined && r.cpu.foreignCores > 0.1);
+  const noisy = results.filter((r) => r.cpu !== undefined && r.cpu.foreignCores > maxOthers);
   if (noisy.length > 0) {
     const worst = Math.max(...noisy.map((r) => r.cpu?.foreignCores ?? 0));
     warnings.push(
@@ -61,6 +61,8 @@ export function summariseVariant(
   name: string,
   results: readonly RoundResult[],
   baseline: readonly RoundResult[],
+  /** Cores other processes may take from the server's CPU before a round is called disturbed. */
+  maxOthers = 0.1,
 ): VariantSummary {
   const rps = results.map((r) => r.load.requestsPerSec);
   const baseRps = baseline.map((r) => r.load.requestsPerSec);
@@ -77,7 +79,7 @@ export function summariseVariant(
     ratio: median(rps) / median(baseRps),
     pairedRatio: median(rps.map((v, i) => v / baseRps[i]!)),
     serverCpuUsPerRequest: median(cpuPerRequest),
-    warnings: warningsOf(results),
+    warnings: warningsOf(results, maxOthers),
   };
 }
 
