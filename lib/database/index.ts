@@ -104,6 +104,16 @@ const KNOWN = [
   'knex',
 ] as const;
 
+function isSettings(value: unknown): value is Settings {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    'database' in value &&
+    'auth' in value &&
+    'monitoring' in value
+  );
+}
+
 function nonNegativeInt(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (!Number.isInteger(value) || value < 0)
@@ -142,8 +152,10 @@ function firstRow(result: unknown, dialect: Dialect): Record<string, unknown> | 
  * const db2 = core.createDatabase({ url: 'sqlite::memory:' });
  * await db.transaction(async (trx) => { await trx('patients').insert(row); });
  */
-export function createDatabase(input: Readonly<DatabaseOptions> = {}): Database {
-  const options = readOptions<DatabaseOptions>('createDatabase', input, KNOWN);
+export function createDatabase(input: Readonly<DatabaseOptions> | Settings = {}): Database {
+  // `createDatabase(settings)` is shorthand for `createDatabase({ settings })`, as in the seed.
+  const given = isSettings(input) ? { settings: input } : input;
+  const options = readOptions<DatabaseOptions>('createDatabase', given, KNOWN);
   const settings = options.settings ?? loadSettings(process.env);
   const url = options.url ?? settings.database.url;
   if (url === undefined)
@@ -229,6 +241,13 @@ export function createDatabase(input: Readonly<DatabaseOptions> = {}): Database 
     };
     const k = knexFactory(config);
     if (slowQueryMs > 0) watchSlowQueries(k, logger, slowQueryMs);
+    // DATABASE_ECHO: every statement at debug level — the SQL text only; Knex's own debug mode would
+    // print the bound values, which are patient data.
+    if (settings.database.echo) {
+      k.on('query', (q: { sql?: string }) => {
+        logger.debug('query', { sql: q.sql });
+      });
+    }
     return k;
   };
 
@@ -302,8 +321,9 @@ export function createDatabase(input: Readonly<DatabaseOptions> = {}): Database 
     poolStats(): PoolStats {
       const pool = poolOf(primary);
       return {
-        size: sqlite ? 1 : size,
-        maxOverflow: sqlite ? 0 : maxOverflow,
+        // An explicit pool.max replaces the seed's pool_size + max_overflow split.
+        size: sqlite ? 1 : options.pool?.max === undefined ? size : max,
+        maxOverflow: sqlite || options.pool?.max !== undefined ? 0 : maxOverflow,
         max,
         used: pool?.numUsed() ?? 0,
         free: pool?.numFree() ?? 0,

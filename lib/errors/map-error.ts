@@ -69,7 +69,6 @@ function fromJwt(name: string, cause: unknown): AppError | undefined {
   }
 }
 
-/** Column names from a driver message, never the values: `Key (email)=(x)` → `email`. */
 /** The column a driver error names (never the value): `Key (email)=(x)` → `email`. */
 export function columnOf(err: Loose): string | undefined {
   if (typeof err.column === 'string') return err.column;

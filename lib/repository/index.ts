@@ -134,6 +134,17 @@ function buildConfig(input: unknown): Config {
   if (timestamps) for (const c of ['created_at', 'updated_at']) if (!types.has(c)) types.set(c, 'date');
   if (softDelete && !types.has('deleted_at')) types.set('deleted_at', 'date');
   const defaultSort = o.defaultSort ?? [{ field: idColumn, direction: 'asc' as const }];
+  const sortableColumns = new Set([idColumn, ...identifiers('sortable', o.sortable)]);
+  for (const s of defaultSort) {
+    if (!sortableColumns.has(s.field) || !['asc', 'desc'].includes(s.direction)) {
+      throw ConfigError.option(
+        'BaseRepository',
+        'defaultSort',
+        'sortable columns with direction asc or desc',
+        s.field,
+      );
+    }
+  }
   const maxPageSize = o.maxPageSize ?? 100;
   const defaultPageSize = o.defaultPageSize ?? Math.min(20, maxPageSize);
   if (!Number.isInteger(maxPageSize) || maxPageSize < 1)
@@ -153,7 +164,7 @@ function buildConfig(input: unknown): Config {
     resource: o.resource ?? o.table,
     idColumn,
     filterable: new Set([idColumn, ...identifiers('filterable', o.filterable)]),
-    sortable: new Set([idColumn, ...identifiers('sortable', o.sortable)]),
+    sortable: sortableColumns,
     hidden: identifiers('hidden', o.hidden),
     types,
     timestamps,
@@ -348,7 +359,8 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
     if (mapped.code === 'DUPLICATE') {
       // MySQL names the index, not the column: Knex's `patients_mrn_unique` → `mrn`.
       const raw = columnOf(err as Record<string, unknown>) ?? 'value';
-      const field = raw.replace(new RegExp(`^${this.config.table}_`), '').replace(/_unique$/, '');
+      const prefix = `${this.config.table}_`;
+      const field = (raw.startsWith(prefix) ? raw.slice(prefix.length) : raw).replace(/_unique$/, '');
       return new DuplicateError(this.config.resource, field, undefined, { cause: err });
     }
     return mapped.status === 500 ? err : mapped;

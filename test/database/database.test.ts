@@ -752,3 +752,58 @@ describe('statement timeout', () => {
     expect(res.body).toMatchObject({ success: false, error_code: 'TIMEOUT' });
   });
 });
+
+describe('createDatabase(settings) and settings-driven behaviour', () => {
+  it('accepts a Settings object directly, as the seed does', async () => {
+    const settings = core.loadSettings({ NODE_ENV: 'test', DATABASE_URL: 'sqlite::memory:' });
+    const db = core.createDatabase(settings);
+    try {
+      expect(db.dialect).toBe('sqlite');
+      expect((await db.healthCheck()).status).toBe('healthy');
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('reports an explicit pool.max as the whole pool, not the seed split', async () => {
+    const db = core.createDatabase({
+      url: PG_URL,
+      pool: { max: 3 },
+      settings: core.loadSettings({ NODE_ENV: 'test' }),
+    });
+    try {
+      expect(db.poolStats()).toMatchObject({ size: 3, maxOverflow: 0, max: 3 });
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('DATABASE_ECHO logs every statement at debug with its SQL text and never the bound values', async () => {
+    const captured = captureLogger('database');
+    const settings = core.loadSettings({ NODE_ENV: 'test', DATABASE_ECHO: 'true' });
+    const db = core.createDatabase({ url: 'sqlite::memory:', settings, logger: captured.logger });
+    try {
+      await db.knex.raw('select ? as v', ['canary-078-05-1120-value']);
+      const lines = captured.lines().filter((l) => l.message === 'query');
+      expect(lines.length).toBeGreaterThan(0);
+      expect(lines[0]).toMatchObject({ level: 'debug', sql: 'select ? as v' });
+      expect(captured.raw()).not.toContain('canary');
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('BaseRepository refuses a defaultSort on a column that is not sortable, at construction', async () => {
+    const db = core.createDatabase({
+      url: 'sqlite::memory:',
+      settings: core.loadSettings({ NODE_ENV: 'test' }),
+    });
+    try {
+      expect(
+        () => new core.BaseRepository(db, { table: 'x', defaultSort: [{ field: 'name', direction: 'asc' }] }),
+      ).toThrow(/BaseRepository: defaultSort must be sortable columns/);
+    } finally {
+      await db.close();
+    }
+  });
+});

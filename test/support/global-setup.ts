@@ -4,4 +4,5 @@ import { requireService } from './services';
 export default async function globalSetup(): Promise<void> {
   await requireService('PostgreSQL', '127.0.0.1', 5432);
   await requireService('Redis', '127.0.0.1', 6379);
+  await requireService('MariaDB', '127.0.0.1', 3306);
 }
