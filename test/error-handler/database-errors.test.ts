@@ -186,7 +186,10 @@ describe.each(eachExpress)('database errors through errors() on %s', (_name, { e
   it('connection refused → 503 SERVICE_UNAVAILABLE naming the database, with Retry-After', async () => {
     const { app } = appFor(drivers.find((x) => x.name === 'PostgreSQL')!.unavailable!);
     const res = await request(app).post('/x').expect(503);
-    expect(res.body).toMatchObject({ error_code: 'SERVICE_UNAVAILABLE', details: { dependency: 'database' } });
+    expect(res.body).toMatchObject({
+      error_code: 'SERVICE_UNAVAILABLE',
+      details: { dependency: 'database' },
+    });
     expect(res.headers['retry-after']).toBe('5');
   });
 });
