@@ -59,8 +59,16 @@ export class Context implements RequestContext {
   }
 
   get ip(): string | undefined {
-    if (this.#ip === null)
-      this.#ip = this.#req === undefined ? undefined : (this.#req.ip ?? this.#req.socket.remoteAddress);
+    if (this.#ip === null) {
+      const req = this.#req;
+      // Without X-Forwarded-For, Express's req.ip is the socket address whatever `trust proxy` says.
+      this.#ip =
+        req === undefined
+          ? undefined
+          : req.headers['x-forwarded-for'] === undefined
+            ? req.socket.remoteAddress
+            : (req.ip ?? req.socket.remoteAddress);
+    }
     return this.#ip;
   }
 

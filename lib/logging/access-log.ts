@@ -98,13 +98,11 @@ export function logging(input: Readonly<LoggingOptions> = {}): RequestHandler {
   const includePath = options.includePath ?? false;
   const message = options.message ?? 'request completed';
 
-  // Built once: `this` is the response, so no closure is allocated per request.
+  // Built once: `this` is the response, so no closure is allocated per request (`once` wraps it).
   function onDone(this: Response): void {
     const pending = (this as unknown as Record<symbol, Pending | undefined>)[PENDING];
     if (pending === undefined) return;
     (this as unknown as Record<symbol, Pending | undefined>)[PENDING] = undefined;
-    this.removeListener('finish', onDone);
-    this.removeListener('close', onDone);
     const { req, ctx } = pending;
     const durationMs = Math.round((performance.now() - pending.start) * 1000) / 1000;
     const status = this.headersSent ? this.statusCode : 0;
@@ -141,8 +139,8 @@ export function logging(input: Readonly<LoggingOptions> = {}): RequestHandler {
     const ctx = (req as unknown as Record<symbol, RequestContext | undefined>)[CONTEXT_KEY];
     const pending: Pending = { req, ctx, start: ctx === undefined ? performance.now() : ctx.startHr };
     (res as unknown as Record<symbol, Pending>)[PENDING] = pending;
-    res.on('finish', onDone);
-    res.on('close', onDone);
+    // Every response emits 'close' once: after 'finish', or when the client goes away.
+    res.once('close', onDone);
     next();
   };
 }

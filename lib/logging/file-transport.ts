@@ -12,6 +12,12 @@ export interface FileTransportOptions {
   maxBackups?: number;
   /** Lowest level written. Default: the logger's. */
   level?: string;
+  /**
+   * Lines are gathered for up to this long and written in one call (sooner once 64 KiB are waiting).
+   * Buffered lines are written synchronously when the process exits. Default 20 ms; 0 writes on the
+   * next turn of the event loop.
+   */
+  flushIntervalMs?: number;
   /** A transport-level format, run after the logger's redaction. */
   format?: TransportStream.TransportStreamOptions['format'];
 }
@@ -22,6 +28,9 @@ export interface FileTransportOptions {
  * two streams; on the request path that difference is most of the logger's cost (see docs/performance.md).
  */
 const LEVELS = new Set(['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly']);
+
+/** Write at once when this much is waiting, whatever the interval. */
+const HIGH_WATER = 64 * 1024;
 
 /** winston's formatted-line key (triple-beam's MESSAGE). */
 const MESSAGE = Symbol.for('message');
@@ -35,6 +44,8 @@ export class FileTransport extends TransportStream {
   #buffer = '';
   #writing = false;
   #scheduled = false;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #intervalMs: number;
   #waiters: (() => void)[] = [];
   readonly #onExit = (): void => {
     this.#flushSync();
@@ -50,8 +61,24 @@ export class FileTransport extends TransportStream {
       'maxBackups',
       'level',
       'format',
+      'flushIntervalMs',
     ]);
-    const { filename, maxSize = 10 * 1024 * 1024, maxBackups = 5, level, format } = options;
+    const {
+      filename,
+      maxSize = 10 * 1024 * 1024,
+      maxBackups = 5,
+      level,
+      format,
+      flushIntervalMs = 20,
+    } = options;
+    if (!Number.isInteger(flushIntervalMs) || flushIntervalMs < 0 || flushIntervalMs > 10_000) {
+      throw ConfigError.option(
+        'FileTransport',
+        'flushIntervalMs',
+        'an integer from 0 to 10000 (milliseconds)',
+        flushIntervalMs,
+      );
+    }
     if (level !== undefined && !LEVELS.has(level)) {
       throw ConfigError.option('FileTransport', 'level', `one of ${[...LEVELS].join(', ')}`, level);
     }
@@ -65,6 +92,7 @@ export class FileTransport extends TransportStream {
     this.filename = filename;
     this.#maxSize = maxSize;
     this.#maxBackups = maxBackups;
+    this.#intervalMs = flushIntervalMs;
     mkdirSync(dirname(filename), { recursive: true });
     this.#fd = openSync(filename, 'a', 0o640);
     this.#size = fstatSync(this.#fd).size;
@@ -74,16 +102,34 @@ export class FileTransport extends TransportStream {
   override log(info: Record<string | symbol, unknown>, callback: () => void): void {
     if (this.#fd !== undefined) {
       this.#buffer += `${String(info[MESSAGE])}\n`;
-      if (!this.#scheduled && !this.#writing) {
-        this.#scheduled = true;
+      if (this.#timer !== undefined && this.#buffer.length >= HIGH_WATER) {
+        clearTimeout(this.#timer);
+        this.#timer = undefined;
         setImmediate(this.#flush);
+      } else if (!this.#scheduled && !this.#writing) {
+        this.#schedule();
       }
     }
     callback();
   }
 
+  #schedule(): void {
+    this.#scheduled = true;
+    if (this.#intervalMs === 0 || this.#buffer.length >= HIGH_WATER) {
+      setImmediate(this.#flush);
+    } else {
+      // Unref'd: a pending batch never keeps the process alive; the exit hook writes it.
+      this.#timer = setTimeout(this.#flush, this.#intervalMs);
+      this.#timer.unref();
+    }
+  }
+
   readonly #flush = (): void => {
     this.#scheduled = false;
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
     if (this.#writing || this.#fd === undefined) return;
     if (this.#buffer.length === 0) {
       this.#release();
@@ -110,7 +156,10 @@ export class FileTransport extends TransportStream {
       this.#size += data.length;
       this.#writing = false;
       if (this.#size >= this.#maxSize) this.#rotate();
-      this.#flush();
+      // Someone is waiting, or a lot piled up: write on. Otherwise gather the next batch.
+      if (this.#buffer.length === 0 || this.#waiters.length > 0 || this.#buffer.length >= HIGH_WATER)
+        this.#flush();
+      else if (!this.#scheduled) this.#schedule();
     });
   }
 
@@ -160,7 +209,7 @@ export class FileTransport extends TransportStream {
       return Promise.resolve();
     return new Promise((resolve) => {
       this.#waiters.push(resolve);
-      if (!this.#writing && !this.#scheduled) this.#flush();
+      if (!this.#writing) this.#flush();
     });
   }
 

@@ -27,11 +27,29 @@ type Info = winston.Logform.TransformableInfo & Record<string | symbol, unknown>
  */
 export function recordFormat(name: string, redactor: Redactor): winston.Logform.Format {
   const als = storage();
+  // Per-logger caches: the ISO time of the current millisecond, and cleaned key names (a service
+  // logs the same few hundred keys over and over).
+  let lastMs = -1;
+  let lastIso = '';
+  const keys = new Map<string, string>();
+  const cleanKey = (key: string): string => {
+    let clean = keys.get(key);
+    if (clean === undefined) {
+      clean = redactor.redactString(key);
+      if (keys.size < 10_000) keys.set(key, clean);
+    }
+    return clean;
+  };
 
   const transform = (info: Info): Info => {
     const level = info[LEVEL] ?? info.level;
+    const now = Date.now();
+    if (now !== lastMs) {
+      lastMs = now;
+      lastIso = new Date(now).toISOString();
+    }
     const record: Record<string | symbol, unknown> = {
-      timestamp: new Date().toISOString(),
+      timestamp: lastIso,
       level: info.level,
       logger: name,
       message: undefined,
@@ -47,10 +65,12 @@ export function recordFormat(name: string, redactor: Redactor): winston.Logform.
     record.message = typeof message === 'string' ? redactor.redactString(message) : redactor(message);
     const ctx = als.getStore();
     if (ctx !== undefined) {
-      record.request_id = ctx.requestId;
+      // A caller's request id passes a charset check but can still be shaped like an SSN; user ids
+      // can be emails. Trace and span ids are hex we generated or validated.
+      record.request_id = redactor.redactString(ctx.requestId);
       record.trace_id = ctx.traceId;
       record.span_id = ctx.spanId;
-      if (ctx.userId !== undefined) record.user_id = ctx.userId;
+      if (ctx.userId !== undefined) record.user_id = redactor.redactString(ctx.userId);
     }
     for (const key of Object.keys(info)) {
       // Meta never overwrites what the logger or the request context set (a spread request body
@@ -58,7 +78,13 @@ export function recordFormat(name: string, redactor: Redactor): winston.Logform.
       if (record[key] !== undefined || key === 'level') continue;
       const value = info[key];
       if (value === undefined) continue;
-      record[redactor.redactString(key)] = redactor.isSensitiveKey(key) ? redactor.censor : redactor(value);
+      record[cleanKey(key)] = redactor.isSensitiveKey(key)
+        ? redactor.censor
+        : typeof value === 'string'
+          ? redactor.redactString(value)
+          : typeof value === 'number' || typeof value === 'boolean'
+            ? value
+            : redactor(value);
     }
     if (error !== undefined) {
       record.error_type = error.name;

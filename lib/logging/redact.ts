@@ -103,8 +103,21 @@ const PHONE =
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f\u2028\u2029]/g;
 /** Cheap pre-check: a string with none of these cannot match any pattern above. */
+/**
+ * Cheap pre-check: a string with none of these, and fewer than eight digits, cannot match any
+ * built-in pattern (an SSN has 9 digits, a phone number at least 8 after `+` or 10, a card 13).
+ */
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
-const SUSPICIOUS = /[\u0000-\u001f\u007f\u2028\u2029@?=]|\d{3}|eyJ|bearer|basic|digest|:\/\//i;
+const SUSPICIOUS = /[\u0000-\u001f\u007f\u2028\u2029@?=]|eyJ|bearer|basic|digest|:\/\//i;
+
+function hasEightDigits(s: string): boolean {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 48 && c <= 57 && ++n === 8) return true;
+  }
+  return false;
+}
 
 function luhn(digits: string): boolean {
   let sum = 0;
@@ -191,7 +204,8 @@ export function createRedactor(input: Readonly<RedactOptions> = {}): Redactor {
   };
 
   const redactString = (s: string): string => {
-    if (!SUSPICIOUS.test(s)) return s;
+    // Custom patterns can match anything, so with any configured the shortcut is off.
+    if (extra.length === 0 && !SUSPICIOUS.test(s) && !hasEightDigits(s)) return s;
     // Escape first: patterns then see exactly what is written, so redacting twice changes nothing.
     let out = s
       .replace(CONTROL, escapeControl)

@@ -207,3 +207,26 @@ describe('a logger with no destination', () => {
     expect(writes.join('')).not.toContain(SSN);
   });
 });
+
+describe('context values in log lines', () => {
+  it('redacts a request id shaped like an SSN, accepted from the caller', async () => {
+    const captured = captureLogger('http');
+    const app = require('express')() as import('express').Express;
+    app.use(core.requestContext(), core.logging({ logger: captured.logger }));
+    app.get('/x', (_req, res) => {
+      captured.logger.info('inside');
+      res.send('ok');
+    });
+    await request(app).get('/x').set('X-Request-Id', SSN).expect(200);
+    expect(captured.lines().length).toBe(2);
+    expect(captured.raw()).not.toContain(SSN);
+  });
+});
+
+describe('FileTransport options', () => {
+  it('refuses a bad flushIntervalMs at creation', () => {
+    expect(() => new core.FileTransport({ filename: join(tmpdir(), 'x.log'), flushIntervalMs: -1 })).toThrow(
+      /FileTransport: flushIntervalMs must be an integer from 0 to 10000/,
+    );
+  });
+});

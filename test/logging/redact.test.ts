@@ -479,3 +479,10 @@ describe('createRedactor: properties', () => {
     expect(redact(once)).toBe(once);
   });
 });
+
+describe('createRedactor: custom patterns', () => {
+  it('applies a custom pattern even to a string nothing else finds suspicious', () => {
+    const redact = core.createRedactor({ patterns: [/MRN-[A-Z]+/g] });
+    expect(redact('patient MRN-ABCDEF admitted')).toBe('patient [REDACTED] admitted');
+  });
+});
