@@ -1,11 +1,19 @@
 import defaultExpress from 'express';
 import type { Express, RequestHandler, Router } from 'express';
-import type { Logger, Settings } from '../../lib/index';
-import { createLogger, errors, loadSettings, logging, notFound, requestContext } from '../../lib/index';
+import type { Database, Logger, RepositoryEvent, Settings } from '../../lib/index';
+import {
+  asyncHandler,
+  createLogger,
+  database,
+  errors,
+  loadSettings,
+  logging,
+  notFound,
+  requestContext,
+} from '../../lib/index';
 import type { LabClient } from './labs';
 import { disconnectedLabs } from './labs';
-import type { PatientStore } from './patients';
-import { MemoryPatientStore, SAMPLE_PATIENTS } from './patients';
+import { PatientRepository } from './patients';
 import { patientRoutes } from './routes';
 
 /** What the service needs from the `express` module: Express 4 and 5 both fit. */
@@ -16,17 +24,20 @@ export interface ExpressFactory {
 }
 
 export interface HealthServiceOptions {
+  /**
+   * The database, migrated (see `prepareDatabase()` in `database.ts`). The app uses it but does
+   * not own it: whoever created it closes it (`server.ts` does on SIGTERM/SIGINT).
+   */
+  db: Database;
   /** The `express` module to build with. Default: the installed `express` (5); tests also pass Express 4. */
   express?: ExpressFactory;
   /** Settings (API prefix, app name, log level, …). Default: `loadSettings(process.env)`. */
   settings?: Settings;
   /**
-   * Builds each named logger of the service: `http` (access log), `patients` (app log) and
-   * `errors`. Default: `createLogger(name, { settings })`.
+   * Builds each named logger of the service: `http` (access log), `patients` (app log and the
+   * repository's access events) and `errors`. Default: `createLogger(name, { settings })`.
    */
   createLogger?: (name: string) => Logger;
-  /** Where patients live. Default: an in-memory store holding three fictional patients. */
-  store?: PatientStore;
   /** The lab system. Default: a client whose every call fails (no lab system is connected). */
   labs?: LabClient;
   /** Largest JSON body accepted; bigger ones get 413 PAYLOAD_TOO_LARGE. Default `'100kb'`. */
@@ -37,10 +48,24 @@ export interface HealthServiceOptions {
  * The patient-records service as an Express app, not listening: `server.ts` listens, tests drive
  * it with supertest. The middleware order is the one of the caduceus pipeline.
  */
-export function createApp(options: Readonly<HealthServiceOptions> = {}): Express {
+export function createApp(options: Readonly<HealthServiceOptions>): Express {
+  const { db } = options;
   const express = options.express ?? defaultExpress;
   const settings = options.settings ?? loadSettings(process.env);
   const makeLogger = options.createLogger ?? ((name: string) => createLogger(name, { settings }));
+  const patientLogger = makeLogger('patients');
+
+  const patients = new PatientRepository(db);
+  // The audit hook: every read and write of a patient, with ids and filtered field names — never values.
+  patients.events.on('access', (event: RepositoryEvent) => {
+    patientLogger.debug('patient access', {
+      action: event.action,
+      outcome: event.outcome,
+      patient_ids: event.ids,
+      filter_fields: event.filterFields,
+      actor: event.actor,
+    });
+  });
 
   const app = express();
   app.disable('x-powered-by');
@@ -51,18 +76,39 @@ export function createApp(options: Readonly<HealthServiceOptions> = {}): Express
   app.use(logging({ logger: makeLogger('http') }));
   // 3. Bodies: malformed JSON becomes 400 INVALID_JSON and an oversized one 413, both in errors().
   app.use(express.json({ limit: options.bodyLimit ?? '100kb' }));
+  // 4. `req.db` for handlers that want the database itself.
+  app.use(database(db));
 
-  app.get('/health', (_req, res) => {
-    res.json({ status: 'ok', service: settings.appName, version: settings.appVersion });
-  });
+  // Liveness and the database's health: 503 while the database does not answer, so a load
+  // balancer stops sending traffic. healthCheck() is bounded by a timeout; it never hangs.
+  app.get(
+    '/health',
+    asyncHandler(async (_req, res) => {
+      const h = await db.healthCheck();
+      const healthy = h.status === 'healthy';
+      res.status(healthy ? 200 : 503).json({
+        status: healthy ? 'ok' : 'unavailable',
+        service: settings.appName,
+        version: settings.appVersion,
+        database: {
+          status: h.status,
+          dialect: h.dialect,
+          latency_ms: h.latencyMs,
+          ...(h.version === undefined ? {} : { version: h.version }),
+          ...(h.error === undefined ? {} : { error: h.error }),
+        },
+      });
+    }),
+  );
 
   app.use(
     settings.apiPrefix,
     patientRoutes({
       router: express.Router(),
-      store: options.store ?? new MemoryPatientStore(SAMPLE_PATIENTS),
+      db,
+      patients,
       labs: options.labs ?? disconnectedLabs(),
-      logger: makeLogger('patients'),
+      logger: patientLogger,
       basePath: settings.apiPrefix,
     }),
   );

@@ -1,13 +1,14 @@
 import type { Request, Response, Router } from 'express';
-import type { Logger } from '../../lib/index';
-import { NotFoundError, asyncHandler } from '../../lib/index';
+import type { Database, FieldFilter, ListOptions, Logger } from '../../lib/index';
+import { AppError, asyncHandler, parseListQuery } from '../../lib/index';
 import type { LabClient } from './labs';
-import type { PatientStore } from './patients';
-import { parseListQuery, parseNewPatient } from './patients';
+import type { PatientRepository } from './patients';
+import { isIsoDate } from './patients';
 
 export interface PatientRoutesOptions {
   router: Router;
-  store: PatientStore;
+  db: Database;
+  patients: PatientRepository;
   labs: LabClient;
   logger: Logger;
   /** Where the router is mounted, for `Location` headers. */
@@ -17,47 +18,158 @@ export interface PatientRoutesOptions {
 /** `:id` as a string on Express 4 and 5 alike. */
 const idOf = (req: Request): string => String(req.params.id);
 
+/** 400 VALIDATION_ERROR naming the query parameter, like the ones `parseListQuery` throws. */
+function badQuery(field: string, problem: string): AppError {
+  return new AppError(`Invalid query: ${field} ${problem}`, {
+    status: 400,
+    code: 'VALIDATION_ERROR',
+    details: { field_errors: { [field]: problem } },
+  });
+}
+
+const DATE_OPS = new Set(['eq', 'ne', 'gt', 'gte', 'lt', 'lte', 'in', 'nin', 'between', 'is_null']);
+
+/**
+ * `birth_date` is a DATE column: text operators make no sense on it (PostgreSQL would refuse
+ * `date ILIKE text`), and its values must be real dates. `parseListQuery` checks names and
+ * operators; this checks what only the service knows.
+ */
+function checkDateFilters(options: ListOptions): ListOptions {
+  for (const f of (options.filters ?? []) as readonly FieldFilter[]) {
+    if (f.field !== 'birth_date') continue;
+    const label = `birth_date[${f.op}]`;
+    if (!DATE_OPS.has(f.op)) throw badQuery(label, 'is not supported on a date');
+    if (f.op === 'is_null') continue;
+    const values = Array.isArray(f.value) ? f.value : [f.value];
+    if (!values.every((v) => typeof v === 'string' && isIsoDate(v)))
+      throw badQuery(label, 'must be a date as YYYY-MM-DD');
+  }
+  return options;
+}
+
+/**
+ * The version the client last saw: `If-Match: 3` (or the ETag `"3"`), else `version` in the body.
+ * Both present and different is a 400; neither is a 428 — an update without one could overwrite a
+ * change the client never saw.
+ */
+function expectedVersion(req: Request): number {
+  const header = req.get('if-match');
+  const body: unknown = req.body;
+  const inBody =
+    typeof body === 'object' && body !== null && !Array.isArray(body)
+      ? (body as Record<string, unknown>).version
+      : undefined;
+  let fromHeader: number | undefined;
+  if (header !== undefined) {
+    const m = /^\s*(?:W\/)?"?(\d{1,9})"?\s*$/.exec(header);
+    if (m === null) throw badQuery('If-Match', 'must be the version number (or ETag) of the patient');
+    fromHeader = Number(m[1]);
+  }
+  if (inBody !== undefined && (typeof inBody !== 'number' || !Number.isInteger(inBody) || inBody < 1))
+    throw badQuery('version', 'must be a positive integer');
+  if (fromHeader !== undefined && inBody !== undefined && fromHeader !== inBody)
+    throw badQuery('version', 'differs from If-Match');
+  const version = fromHeader ?? inBody;
+  if (version === undefined) {
+    throw new AppError('Send the version you are updating: If-Match: <version> or "version" in the body', {
+      status: 428,
+      code: 'PRECONDITION_REQUIRED',
+      details: { field_errors: { version: 'is required (If-Match header or body)' } },
+    });
+  }
+  return version;
+}
+
+/** The body minus `version`, which travels as the precondition, not as a change. */
+function patchOf(req: Request): unknown {
+  const body: unknown = req.body;
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return body;
+  const { version: _version, ...patch } = body as Record<string, unknown>;
+  return patch;
+}
+
 /**
  * The patient routes. Handlers only throw: `errors()` turns what they throw into the response.
  * Every async handler goes through `asyncHandler`, so a rejection reaches `errors()` on Express 4 too.
+ * Writes run in one request transaction (`db.withRequestTransaction()`), committed before the
+ * response is sent and rolled back on any 4xx/5xx.
  */
 export function patientRoutes(options: PatientRoutesOptions): Router {
-  const { router, store, labs, logger, basePath } = options;
+  const { router, db, patients, labs, logger, basePath } = options;
+  const inTransaction = db.withRequestTransaction();
+  const location = (id: string) => `${basePath}/patients/${encodeURIComponent(id)}`;
 
+  // ?status=active&family_name[ilike]=ok&sort=-birth_date&page=2&size=10, or ?limit=10&cursor=…
   router.get(
     '/patients',
     asyncHandler(async (req: Request, res: Response) => {
-      const filter = parseListQuery(req.query);
-      const patients = await store.list(filter);
-      res.json({ success: true, data: patients, meta: { count: patients.length, limit: filter.limit } });
+      const query = checkDateFilters(parseListQuery(req.query, patients));
+      if (query.limit !== undefined || query.cursor !== undefined) {
+        const page = await patients.list({ ...query, limit: query.limit ?? 20 });
+        res.json({
+          success: true,
+          data: page.items,
+          meta: { limit: query.limit, next_cursor: page.next_cursor },
+        });
+        return;
+      }
+      const page = await patients.list(query);
+      res.json({
+        success: true,
+        data: page.items,
+        meta: { page: page.page, size: page.size, total: page.total, pages: page.pages },
+      });
     }),
   );
 
   router.post(
     '/patients',
+    inTransaction,
     asyncHandler(async (req: Request, res: Response) => {
-      const input = parseNewPatient(req.body);
-      const patient = await store.create(input);
+      const patient = await patients.create(req.body as never);
       // Identifiers only: the logger would redact mrn and names anyway, but not logging them is better.
       logger.info('patient created', { patient_id: patient.id });
-      res.status(201).location(`${basePath}/patients/${patient.id}`).json({ success: true, data: patient });
+      res
+        .status(201)
+        .location(location(patient.id))
+        .set('ETag', `"${patient.version}"`)
+        .json({ success: true, data: patient });
     }),
   );
 
   router.get(
     '/patients/:id',
     asyncHandler(async (req: Request, res: Response) => {
-      const patient = await store.get(idOf(req));
-      if (patient === undefined) throw new NotFoundError('Patient', idOf(req));
-      res.json({ success: true, data: patient });
+      const patient = await patients.getById(idOf(req));
+      res.set('ETag', `"${patient.version}"`).json({ success: true, data: patient });
+    }),
+  );
+
+  router.patch(
+    '/patients/:id',
+    inTransaction,
+    asyncHandler(async (req: Request, res: Response) => {
+      const version = expectedVersion(req);
+      const patient = await patients.update(idOf(req), patchOf(req) as never, { expectedVersion: version });
+      logger.info('patient updated', { patient_id: patient.id, version: patient.version });
+      res.set('ETag', `"${patient.version}"`).json({ success: true, data: patient });
+    }),
+  );
+
+  router.delete(
+    '/patients/:id',
+    inTransaction,
+    asyncHandler(async (req: Request, res: Response) => {
+      await patients.delete(idOf(req));
+      logger.info('patient deleted', { patient_id: idOf(req) });
+      res.status(204).end();
     }),
   );
 
   router.get(
     '/patients/:id/lab-results',
     asyncHandler(async (req: Request, res: Response) => {
-      const patient = await store.get(idOf(req));
-      if (patient === undefined) throw new NotFoundError('Patient', idOf(req));
+      const patient = await patients.getById(idOf(req));
       // With the demo's disconnected lab client this rejects after an await: a 500 with a generic message.
       const results = await labs.resultsFor(patient.id);
       res.json({ success: true, data: results });

@@ -1,7 +1,15 @@
-/** Helpers for the example acceptance tests: quiet loggers whose lines the test can read. */
+/**
+ * Helpers for the example acceptance tests: quiet loggers whose lines the test can read, and the
+ * example service's database on SQLite, PostgreSQL or MariaDB, isolated per jest worker.
+ */
+import mysql from 'mysql2/promise';
+import { Pool } from 'pg';
 import TransportStream from 'winston-transport';
-import type { Logger, Settings } from '../../lib/index';
-import { createLogger } from '../../lib/index';
+import type { Database, Logger, Settings } from '../../lib/index';
+import { createDatabase, createLogger } from '../../lib/index';
+import { migrate, prepareDatabase } from '../../examples/health-service/database';
+import { seedPatients } from '../../examples/health-service/seed';
+import { PG_URL, requireService, workerSchema } from '../support/services';
 
 const MESSAGE = Symbol.for('message');
 
@@ -55,4 +63,115 @@ export async function waitFor<T>(probe: () => T | undefined, timeoutMs = 2000): 
     if (Date.now() > deadline) throw new Error(`waitFor: nothing after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+export type ExampleDialect = 'sqlite' | 'postgres' | 'mysql';
+
+export interface ServiceDatabase {
+  /** The database of the current test: migrated, holding exactly the 50 seed patients. */
+  db: () => Database;
+  /** Every line the database's logger wrote (slow queries are logged from 1 ms, so most queries are). */
+  logs: CapturedLogs;
+}
+
+/** A PostgreSQL schema of this worker's own; `url` sets it as the search_path. */
+export async function pgSchema(
+  prefix: string,
+): Promise<{ url: string; schema: string; drop(): Promise<void> }> {
+  await requireService('PostgreSQL', '127.0.0.1', 5432);
+  const schema = workerSchema(prefix);
+  const admin = new Pool({ connectionString: PG_URL, max: 1 });
+  try {
+    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE; CREATE SCHEMA ${schema}`);
+  } finally {
+    await admin.end();
+  }
+  return {
+    schema,
+    url: `${PG_URL}?options=-c%20search_path%3D${schema}`,
+    async drop() {
+      const pool = new Pool({ connectionString: PG_URL, max: 1 });
+      try {
+        await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      } finally {
+        await pool.end();
+      }
+    },
+  };
+}
+
+/** A MariaDB database of this worker's own. */
+async function mariaDatabase(prefix: string): Promise<{ url: string; drop(): Promise<void> }> {
+  await requireService('MariaDB', '127.0.0.1', 3306);
+  const name = workerSchema(prefix);
+  const admin = await mysql.createConnection({ host: '127.0.0.1', port: 3306, user: 'root' });
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS ${name}`);
+    await admin.query(`CREATE DATABASE ${name} CHARACTER SET utf8mb4`);
+  } finally {
+    await admin.end();
+  }
+  return {
+    url: `mysql://root@127.0.0.1:3306/${name}`,
+    async drop() {
+      const conn = await mysql.createConnection({ host: '127.0.0.1', port: 3306, user: 'root' });
+      try {
+        await conn.query(`DROP DATABASE IF EXISTS ${name}`);
+      } finally {
+        await conn.end();
+      }
+    },
+  };
+}
+
+/**
+ * The example service's database for the tests of the current describe block. SQLite: a fresh
+ * `sqlite::memory:` database per test (migrated and seeded). PostgreSQL and MariaDB: one schema
+ * (database) per block, migrated once; before each test the table is emptied and reseeded.
+ */
+export function useServiceDatabase(
+  dialect: ExampleDialect,
+  prefix: string,
+  settings: Settings,
+): ServiceDatabase {
+  const logs = captureLogs(settings);
+  const open = (url: string): Database =>
+    createDatabase({ url, settings, logger: logs.createLogger('database'), slowQueryMs: 1 });
+  let current: Database | undefined;
+  let drop: (() => Promise<void>) | undefined;
+
+  if (dialect === 'sqlite') {
+    beforeEach(async () => {
+      current = open('sqlite::memory:');
+      await prepareDatabase(current);
+    });
+    afterEach(async () => {
+      await current?.close();
+      current = undefined;
+    });
+  } else {
+    beforeAll(async () => {
+      const target = dialect === 'postgres' ? await pgSchema(prefix) : await mariaDatabase(prefix);
+      drop = () => target.drop();
+      current = open(target.url);
+      await migrate(current);
+    });
+    beforeEach(async () => {
+      const db = current!;
+      await db.knex('patients').del();
+      await seedPatients(db.knex);
+    });
+    afterAll(async () => {
+      await current?.close();
+      await drop?.();
+    });
+  }
+  return {
+    logs,
+    db: () => {
+      if (current === undefined)
+        throw new Error(`the ${dialect} database is not ready (used outside a test?)`);
+      return current;
+    },
+  };
 }

@@ -1,0 +1,67 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import type { Knex } from 'knex';
+import type { Database } from '../../lib/index';
+import * as createPatients from './migrations/20250601000000_create_patients';
+import { SEED_PATIENTS, seedPatients } from './seed';
+
+/**
+ * The demo's database when `DATABASE_URL` is not set: SQLite in memory. `npm ci && npm run demo`
+ * needs no server and no file, and every start begins from the same 50 seed patients. Set
+ * `DATABASE_URL=sqlite:./.data/demo.db` to keep data between runs, or a `postgres://` URL.
+ */
+export const DEFAULT_DATABASE_URL = 'sqlite::memory:';
+
+interface Migration {
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+}
+
+/** Every migration, in order. Add new files here as well as in `migrations/`. */
+const MIGRATIONS: ReadonlyArray<readonly [string, Migration]> = [
+  ['20250601000000_create_patients', createPatients],
+];
+
+/**
+ * A Knex migration source over the imported modules rather than a directory scan: the same under
+ * tsx, jest's transform and a bundle, and the names in `knex_migrations` carry no file extension.
+ */
+export const migrationSource: Knex.MigrationSource<string> = {
+  getMigrations: () => Promise.resolve(MIGRATIONS.map(([name]) => name)),
+  getMigrationName: (name) => name,
+  getMigration: (name) => {
+    const found = MIGRATIONS.find(([n]) => n === name);
+    if (found === undefined) return Promise.reject(new Error(`unknown migration ${name}`));
+    return Promise.resolve(found[1]);
+  },
+};
+
+/** Run every pending migration. Returns the names it ran. */
+export async function migrate(db: Database): Promise<string[]> {
+  const [, ran] = (await db.knex.migrate.latest({ migrationSource })) as [number, string[]];
+  return ran;
+}
+
+/** Migrate, then seed the 50 sample patients when the table is empty. Returns how many were seeded. */
+export async function prepareDatabase(db: Database): Promise<{ migrations: string[]; seeded: number }> {
+  const migrations = await migrate(db);
+  const row = (await db.knex('patients').count({ n: '*' }).first()) as { n: number | string } | undefined;
+  const seeded = Number(row?.n ?? 0) === 0 ? await seedPatients(db.knex, SEED_PATIENTS) : 0;
+  return { migrations, seeded };
+}
+
+/** For a file-backed SQLite URL (`sqlite:./.data/demo.db`), create the directory the file goes in. */
+export function ensureSqliteDirectory(url: string): void {
+  if (!/^sqlite:/i.test(url)) return;
+  const rest = url.slice('sqlite:'.length).replace(/^\/\//, '');
+  if (rest === ':memory:' || rest === '' || rest.startsWith(':memory:')) return;
+  mkdirSync(dirname(resolve(rest)), { recursive: true });
+}
+
+/** The URL without its password (`postgres://user:***@host/db`), for the startup banner. */
+export function redactUrl(url: string): string {
+  if (/^sqlite:/i.test(url) || !URL.canParse(url)) return url;
+  const u = new URL(url);
+  if (u.password !== '') u.password = '***';
+  return u.toString();
+}
