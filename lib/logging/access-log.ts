@@ -1,11 +1,12 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { performance } from 'node:perf_hooks';
 import type { LogLevel } from '../config/index.js';
-import { CONTEXT_KEY } from '../context/store.js';
+import { CONTEXT_KEY, storage } from '../context/store.js';
 import type { RequestContext } from '../context/store.js';
 import { ConfigError, readOptions } from '../errors/index.js';
 import type { Logger, LoggerOptions } from './create-logger.js';
 import { createLogger } from './create-logger.js';
+import { lineWriterOf } from './line-writer.js';
 
 export interface LoggingOptions {
   /** Logger for access lines. Default: `createLogger('http', loggerOptions)`. */
@@ -71,12 +72,8 @@ export function routeOf(req: Request): string | undefined {
   return `${req.baseUrl}${String(route.path)}`;
 }
 
-interface Pending {
-  req: Request;
-  ctx: RequestContext | undefined;
-  start: number;
-}
-const PENDING = Symbol('caduceus.accessLog');
+/** On the response while its access line is pending: when the request started (performance.now()). */
+const STARTED = Symbol('caduceus.accessLog.started');
 
 /**
  * One access-log line per request when the response finishes (or the client goes away): method,
@@ -98,37 +95,68 @@ export function logging(input: Readonly<LoggingOptions> = {}): RequestHandler {
   const includePath = options.includePath ?? false;
   const message = options.message ?? 'request completed';
 
+  const writer = lineWriterOf(logger);
+  const messageJson = JSON.stringify(message);
+  const als = storage();
+
   // Built once: `this` is the response, so no closure is allocated per request (`once` wraps it).
   function onDone(this: Response): void {
-    const pending = (this as unknown as Record<symbol, Pending | undefined>)[PENDING];
-    if (pending === undefined) return;
-    (this as unknown as Record<symbol, Pending | undefined>)[PENDING] = undefined;
-    const { req, ctx } = pending;
-    const durationMs = Math.round((performance.now() - pending.start) * 1000) / 1000;
+    const res = this as unknown as Record<symbol, number | undefined> & Response;
+    const start = res[STARTED];
+    if (start === undefined) return;
+    res[STARTED] = undefined;
+    const req = this.req;
+    // The context pinned to the request, never whatever async context 'close' happens to run in.
+    const ctx = (req as unknown as Record<symbol, RequestContext | undefined>)[CONTEXT_KEY];
+    const durationMs = Math.round((performance.now() - start) * 1000) / 1000;
     const status = this.headersSent ? this.statusCode : 0;
     const slow = durationMs > slowMs;
     let level = levelFor(status);
     if (slow && level === 'info') level = 'warn';
     if (!logger.isLevelEnabled(level)) return;
     const length = this.getHeader('content-length');
+    const bytes = length === undefined ? undefined : Number(length);
     const user = (req as { user?: { id?: unknown } }).user;
-    logger.log(level, message, {
+    const userId =
+      ctx?.userId === undefined && (typeof user?.id === 'string' || typeof user?.id === 'number')
+        ? String(user.id)
+        : undefined;
+    const route = routeOf(req);
+    const ip = ctx === undefined ? req.ip : ctx.ip;
+    const agent = req.headers['user-agent'];
+    const aborted = !this.writableFinished;
+    if (writer !== undefined) {
+      let body = `,"method":${JSON.stringify(req.method)}`;
+      if (route !== undefined) body += `,"route":${writer.text(route)}`;
+      if (includePath) body += `,"path":${writer.text(pathOf(req.originalUrl))}`;
+      body += `,"status":${status},"duration_ms":${durationMs}`;
+      if (bytes !== undefined && Number.isFinite(bytes)) body += `,"bytes":${bytes}`;
+      if (userId !== undefined) body += `,"user_id":${writer.text(userId)}`;
+      if (ip !== undefined) body += `,"ip":${writer.text(ip)}`;
+      if (agent !== undefined) body += `,"user_agent":${writer.text(agent)}`;
+      if (aborted) body += ',"aborted":true';
+      if (slow) body += ',"slow":true';
+      writer.write(level, messageJson, ctx, body);
+      return;
+    }
+    const fields = {
       method: req.method,
-      route: routeOf(req),
+      route,
       path: includePath ? pathOf(req.originalUrl) : undefined,
       status,
       duration_ms: durationMs,
-      bytes: length === undefined ? undefined : Number(length),
-      request_id: ctx?.requestId,
-      trace_id: ctx?.traceId,
-      user_id:
-        ctx?.userId ??
-        (typeof user?.id === 'string' || typeof user?.id === 'number' ? String(user.id) : undefined),
-      ip: ctx === undefined ? req.ip : ctx.ip,
-      user_agent: req.headers['user-agent'],
-      aborted: this.writableFinished ? undefined : true,
+      bytes,
+      user_id: userId,
+      ip,
+      user_agent: agent,
+      aborted: aborted ? true : undefined,
       slow: slow ? true : undefined,
-    });
+    };
+    const log = (): void => {
+      logger.log(level, message, fields);
+    };
+    if (ctx === undefined) log();
+    else als.run(ctx, log);
   }
 
   return function loggingMiddleware(req: Request, res: Response, next: NextFunction): void {
@@ -137,8 +165,7 @@ export function logging(input: Readonly<LoggingOptions> = {}): RequestHandler {
       return;
     }
     const ctx = (req as unknown as Record<symbol, RequestContext | undefined>)[CONTEXT_KEY];
-    const pending: Pending = { req, ctx, start: ctx === undefined ? performance.now() : ctx.startHr };
-    (res as unknown as Record<symbol, Pending>)[PENDING] = pending;
+    (res as unknown as Record<symbol, number>)[STARTED] = ctx === undefined ? performance.now() : ctx.startHr;
     // Every response emits 'close' once: after 'finish', or when the client goes away.
     res.once('close', onDone);
     next();

@@ -5,6 +5,7 @@ import { ConfigError, readOptions } from '../errors/index.js';
 import { FileTransport } from './file-transport.js';
 import type { FileTransportOptions } from './file-transport.js';
 import { prettyFormat, recordFormat } from './format.js';
+import { attachLineWriter, createClock } from './line-writer.js';
 import type { RedactOptions } from './redact.js';
 import { createRedactor } from './redact.js';
 
@@ -92,15 +93,18 @@ export function createLogger(name: string, input: Readonly<LoggerOptions> = {}):
   // With no transport winston prints the unredacted line to stderr; a silent sink prevents that.
   if (transports.length === 0) transports.push(new winston.transports.Console({ silent: true }));
 
-  return winston.createLogger({
+  const clock = createClock();
+  const logger = winston.createLogger({
     // Redaction and context run once here, before any transport sees the line.
-    format: recordFormat(name, redactor),
+    format: recordFormat(name, redactor, clock),
     level: options.level ?? mon.logLevel,
     levels: winston.config.npm.levels,
     defaultMeta: options.defaultMeta,
     transports,
     exitOnError: false,
   });
+  attachLineWriter(logger, name, redactor, clock, options.defaultMeta);
+  return logger;
 }
 
 /** Resolves once every file transport of `logger` has written what it was given. */

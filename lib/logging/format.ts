@@ -1,5 +1,6 @@
 import winston from 'winston';
 import { storage } from '../context/store.js';
+import type { Clock } from './line-writer.js';
 import type { Redactor } from './redact.js';
 
 const LEVEL = Symbol.for('level');
@@ -25,12 +26,9 @@ type Info = winston.Logform.TransformableInfo & Record<string | symbol, unknown>
  * builds a fresh, redacted record (never mutating what the caller passed), adds the request
  * context, and renders it as a JSON line. `prettyFormat` re-renders it for a console.
  */
-export function recordFormat(name: string, redactor: Redactor): winston.Logform.Format {
+export function recordFormat(name: string, redactor: Redactor, clock: Clock): winston.Logform.Format {
   const als = storage();
-  // Per-logger caches: the ISO time of the current millisecond, and cleaned key names (a service
-  // logs the same few hundred keys over and over).
-  let lastMs = -1;
-  let lastIso = '';
+  // Cleaned key names, per logger: a service logs the same few hundred keys over and over.
   const keys = new Map<string, string>();
   const cleanKey = (key: string): string => {
     let clean = keys.get(key);
@@ -43,13 +41,8 @@ export function recordFormat(name: string, redactor: Redactor): winston.Logform.
 
   const transform = (info: Info): Info => {
     const level = info[LEVEL] ?? info.level;
-    const now = Date.now();
-    if (now !== lastMs) {
-      lastMs = now;
-      lastIso = new Date(now).toISOString();
-    }
     const record: Record<string | symbol, unknown> = {
-      timestamp: lastIso,
+      timestamp: clock(),
       level: info.level,
       logger: name,
       message: undefined,
