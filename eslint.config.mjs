@@ -27,7 +27,17 @@ export default tseslint.config(
     files: ['lib/**/*.ts'],
     ignores: ['lib/index.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['../index', '../index.js'], message: 'lib/index.ts is the public surface; import the module itself.' }] }],
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['../index', '../index.js'],
+              message: 'lib/index.ts is the public surface; import the module itself.',
+            },
+          ],
+        },
+      ],
     },
   },
   {
