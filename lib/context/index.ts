@@ -70,20 +70,23 @@ export function requestContext(input: Readonly<RequestContextOptions> = {}): Req
   const validate = options.validate ?? ((id: string) => id.length <= maxLength && SAFE_ID.test(id));
   const ids = createIdSource();
   const generate = options.generate ?? ids.requestId.bind(ids);
+  // Only our own UUIDs are known safe to log without redaction; a custom generator is checked like input.
+  const ownIds = options.generate === undefined;
   const setHeader = options.setResponseHeader ?? true;
   const trustTraceparent = options.trustTraceparent ?? true;
   const als = storage();
 
   return function requestContextMiddleware(req: Request, res: Response, next: NextFunction): void {
     const incoming = trustIncoming ? req.headers[header] : undefined;
-    const requestId =
-      typeof incoming === 'string' && incoming.length > 0 && validate(incoming) ? incoming : generate();
+    const accepted = typeof incoming === 'string' && incoming.length > 0 && validate(incoming);
+    const requestId = accepted ? incoming : generate();
     const parent = trustTraceparent
       ? parseTraceparent(typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined)
       : undefined;
     const ctx = new Context(
       req,
       requestId,
+      ownIds && !accepted,
       parent === undefined ? ids.traceId() : parent.traceId,
       ids.spanId(),
       parent?.parentId,
@@ -106,6 +109,7 @@ export function createContext(
   const ctx = new Context(
     undefined,
     init.requestId ?? ids.requestId(),
+    init.requestId === undefined,
     init.traceId ?? ids.traceId(),
     ids.spanId(),
     undefined,

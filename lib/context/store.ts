@@ -8,6 +8,8 @@ import type { IncomingMessage } from 'node:http';
 export interface RequestContext {
   /** Accepted from `X-Request-Id` when safe, else generated (UUID v4). */
   readonly requestId: string;
+  /** True when caduceus generated the id (a UUID, safe to log as is); false when a caller sent it. */
+  readonly requestIdGenerated: boolean;
   /** W3C trace id (32 hex), from `traceparent` or generated. */
   readonly traceId: string;
   /** This request's span id (16 hex). */
@@ -41,13 +43,18 @@ interface RequestLike extends IncomingMessage {
 export class Context implements RequestContext {
   userId: string | undefined = undefined;
   roles: readonly string[] | undefined = undefined;
-  route: string | undefined = undefined;
+  /** @internal Set through the `req.route` accessor. */
+  matchedRoute: { path?: unknown } | undefined = undefined;
+  /** @internal `req.baseUrl` when the route matched. */
+  mountPath = '';
   #ip: string | undefined | null = null;
   readonly #req: RequestLike | undefined;
 
   constructor(
     req: RequestLike | undefined,
     readonly requestId: string,
+    /** True when we generated the id (then it is safe to log as is); false when a caller sent it. */
+    readonly requestIdGenerated: boolean,
     readonly traceId: string,
     readonly spanId: string,
     readonly parentSpanId: string | undefined,
@@ -70,6 +77,11 @@ export class Context implements RequestContext {
             : (req.ip ?? req.socket.remoteAddress);
     }
     return this.#ip;
+  }
+
+  get route(): string | undefined {
+    const path = this.matchedRoute?.path;
+    return typeof path === 'string' ? `${this.mountPath}${path}` : undefined;
   }
 
   get traceparent(): string {
@@ -101,30 +113,27 @@ export function storage(): AsyncLocalStorage<RequestContext> {
 /** Property under which the context is also pinned to `req`, for code that runs outside the async tree. */
 export const CONTEXT_KEY = Symbol.for('caduceus.context');
 
-const ROUTE_VALUE = Symbol('caduceus.route');
-
 interface RouteHolder {
   baseUrl?: string;
-  [ROUTE_VALUE]?: { path?: unknown };
   [CONTEXT_KEY]?: Context;
 }
 
 /**
  * Accessor installed as `req.route`: Express assigns the matched route there while `req.baseUrl`
- * still holds the mount path, so the full template is recorded on the context at that moment.
- * One shared descriptor: no closure per request.
+ * still holds the mount path, so the mount path is recorded on the context at that moment (the
+ * template string is built only if someone reads it). One shared descriptor: no closure per request.
  */
 export const ROUTE_DESCRIPTOR: PropertyDescriptor = {
   configurable: true,
   enumerable: true,
   get(this: RouteHolder) {
-    return this[ROUTE_VALUE];
+    return this[CONTEXT_KEY]?.matchedRoute;
   },
   set(this: RouteHolder, route: { path?: unknown } | undefined) {
-    this[ROUTE_VALUE] = route;
     const ctx = this[CONTEXT_KEY];
-    if (ctx !== undefined && route !== undefined && typeof route.path === 'string')
-      ctx.route = `${this.baseUrl ?? ''}${route.path}`;
+    if (ctx === undefined) return;
+    ctx.matchedRoute = route;
+    ctx.mountPath = this.baseUrl ?? '';
   },
 };
 

@@ -166,8 +166,9 @@ export function logging(input: Readonly<LoggingOptions> = {}): RequestHandler {
     }
     const ctx = (req as unknown as Record<symbol, RequestContext | undefined>)[CONTEXT_KEY];
     (res as unknown as Record<symbol, number>)[STARTED] = ctx === undefined ? performance.now() : ctx.startHr;
-    // Every response emits 'close' once: after 'finish', or when the client goes away.
-    res.once('close', onDone);
+    // Every response emits 'close' once: after 'finish', or when the client goes away. The listener
+    // stays (it goes with the response); `onDone` itself runs its body only once.
+    res.on('close', onDone);
     next();
   };
 }

@@ -60,7 +60,7 @@ export function recordFormat(name: string, redactor: Redactor, clock: Clock): wi
     if (ctx !== undefined) {
       // A caller's request id passes a charset check but can still be shaped like an SSN; user ids
       // can be emails. Trace and span ids are hex we generated or validated.
-      record.request_id = redactor.redactString(ctx.requestId);
+      record.request_id = ctx.requestIdGenerated ? ctx.requestId : redactor.redactString(ctx.requestId);
       record.trace_id = ctx.traceId;
       record.span_id = ctx.spanId;
       if (ctx.userId !== undefined) record.user_id = redactor.redactString(ctx.userId);

@@ -69,7 +69,8 @@ export function attachLineWriter(
       let line = `{"timestamp":"${clock()}","level":"${level}","logger":${nameJson},"message":${messageJson}`;
       if (ctx !== undefined) {
         // Trace and span ids are hex we generated or validated; the request id came from a caller.
-        line += `,"request_id":${text(ctx.requestId)},"trace_id":"${ctx.traceId}","span_id":"${ctx.spanId}"`;
+        const id = ctx.requestIdGenerated ? `"${ctx.requestId}"` : text(ctx.requestId);
+        line += `,"request_id":${id},"trace_id":"${ctx.traceId}","span_id":"${ctx.spanId}"`;
         if (ctx.userId !== undefined) line += `,"user_id":${text(ctx.userId)}`;
       }
       line += `${body}${metaPart}}`;
