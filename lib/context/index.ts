@@ -75,6 +75,8 @@ export function requestContext(input: Readonly<RequestContextOptions> = {}): Req
   const setHeader = options.setResponseHeader ?? true;
   const trustTraceparent = options.trustTraceparent ?? true;
   const als = storage();
+  // Request prototypes (one per Express app) that already carry the `route` accessor.
+  const patched = new WeakSet<object>();
 
   return function requestContextMiddleware(req: Request, res: Response, next: NextFunction): void {
     const incoming = trustIncoming ? req.headers[header] : undefined;
@@ -95,7 +97,13 @@ export function requestContext(input: Readonly<RequestContextOptions> = {}): Req
       performance.now(),
     );
     (req as unknown as Record<symbol, RequestContext>)[CONTEXT_KEY] = ctx;
-    Object.defineProperty(req, 'route', ROUTE_DESCRIPTOR);
+    const proto = Object.getPrototypeOf(req) as object | null;
+    if (proto !== null && !patched.has(proto)) {
+      // Once per app, not per request: Express's assignment `req.route = route` reaches the setter.
+      if (Object.getOwnPropertyDescriptor(proto, 'route') === undefined)
+        Object.defineProperty(proto, 'route', ROUTE_DESCRIPTOR);
+      patched.add(proto);
+    }
     if (setHeader) res.setHeader(header, requestId);
     als.run(ctx, next);
   };

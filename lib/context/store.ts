@@ -113,13 +113,16 @@ export function storage(): AsyncLocalStorage<RequestContext> {
 /** Property under which the context is also pinned to `req`, for code that runs outside the async tree. */
 export const CONTEXT_KEY = Symbol.for('caduceus.context');
 
+const ROUTE_FALLBACK = Symbol('caduceus.route');
+
 interface RouteHolder {
   baseUrl?: string;
   [CONTEXT_KEY]?: Context;
+  [ROUTE_FALLBACK]?: { path?: unknown };
 }
 
 /**
- * Accessor installed as `req.route`: Express assigns the matched route there while `req.baseUrl`
+ * Accessor installed as `route` on the app's request prototype (once per app): Express assigns the matched route there while `req.baseUrl`
  * still holds the mount path, so the mount path is recorded on the context at that moment (the
  * template string is built only if someone reads it). One shared descriptor: no closure per request.
  */
@@ -127,11 +130,16 @@ export const ROUTE_DESCRIPTOR: PropertyDescriptor = {
   configurable: true,
   enumerable: true,
   get(this: RouteHolder) {
-    return this[CONTEXT_KEY]?.matchedRoute;
+    const ctx = this[CONTEXT_KEY];
+    return ctx === undefined ? this[ROUTE_FALLBACK] : ctx.matchedRoute;
   },
   set(this: RouteHolder, route: { path?: unknown } | undefined) {
     const ctx = this[CONTEXT_KEY];
-    if (ctx === undefined) return;
+    if (ctx === undefined) {
+      // A request of this app that did not pass requestContext(): behave like a plain property.
+      this[ROUTE_FALLBACK] = route;
+      return;
+    }
     ctx.matchedRoute = route;
     ctx.mountPath = this.baseUrl ?? '';
   },
