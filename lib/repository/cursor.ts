@@ -59,6 +59,14 @@ export function applyCursor(
   nullable: (field: string) => boolean,
   toDb: (field: string, v: CursorValue) => Knex.Value,
 ): void {
+  // A redundant bound on the leading column gives the database a place to start in the index
+  // (`created_at <= v AND (created_at < v OR (created_at = v AND id < w))`): without it a
+  // multi-column keyset page scans from the start of the index and its cost grows with depth.
+  const first = sort[0];
+  const v0 = values[0] ?? null;
+  if (sort.length > 1 && first !== undefined && v0 !== null && !nullable(first.field)) {
+    qb.where(first.field, first.direction === 'desc' ? '<=' : '>=', toDb(first.field, v0));
+  }
   qb.where((outer) => {
     sort.forEach((s, i) => {
       outer.orWhere((inner) => {

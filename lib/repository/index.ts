@@ -318,9 +318,14 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
   }
 
   /** A row as returned to callers: hidden columns removed, timestamps as Dates on every dialect. */
-  protected toEntity(row: Row): T {
+  protected toEntity(input: Row): T {
     const c = this.config;
-    for (const h of c.hidden) Reflect.deleteProperty(row, h);
+    let row = input;
+    if (c.hidden.length > 0) {
+      // Copy rather than delete: deleting a property drops the row object into V8's slow dictionary mode.
+      row = {};
+      for (const key in input) if (!c.hidden.includes(key)) row[key] = input[key];
+    }
     for (const [col, type] of c.types) {
       if (type === 'date') {
         const v = row[col];
@@ -625,13 +630,13 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
     const size = this.#pageSize(options.size, 'size');
     const qb = this.baseQuery(k);
     this.#applyFilters(qb, filters);
-    const countQb = qb.clone().clearOrder();
-    for (const s of sort) qb.orderBy(s.field, s.direction);
     const withTotal = options.withTotal ?? true;
+    const countQb = withTotal ? qb.clone().clearOrder() : undefined;
+    for (const s of sort) qb.orderBy(s.field, s.direction);
     const [rows, total] = await this.run(() =>
       Promise.all([
         qb.limit(size).offset((page - 1) * size) as Promise<Row[]>,
-        withTotal
+        countQb !== undefined
           ? (countQb.count({ n: '*' }).first() as Promise<{ n: number | string } | undefined>).then((r) =>
               Number(r?.n ?? 0),
             )
