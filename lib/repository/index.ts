@@ -616,12 +616,7 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
       const last = rows[rows.length - 1];
       const next = more && last !== undefined ? encodeCursor(sort, last) : null;
       const items = rows.map((r) => this.toEntity(r));
-      this.emit(
-        'search',
-        items.map((e) => (e as Row)[this.config.idColumn] as Id),
-        'success',
-        fields,
-      );
+      this.#emitPage(items, fields);
       return { items, next_cursor: next };
     }
     const page = options.page ?? 1;
@@ -644,12 +639,7 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
       ]),
     );
     const items = rows.map((r) => this.toEntity(r));
-    this.emit(
-      'search',
-      items.map((e) => (e as Row)[this.config.idColumn] as Id),
-      'success',
-      fields,
-    );
+    this.#emitPage(items, fields);
     return { items, total, page, size, pages: total === undefined ? undefined : Math.ceil(total / size) };
   }
 
@@ -660,6 +650,17 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
       field === c.idColumn ||
       (c.timestamps && (field === 'created_at' || field === 'updated_at')) ||
       field === c.versionColumn
+    );
+  }
+
+  /** A search event for a page of rows; the id list is built only when someone listens. */
+  #emitPage(items: readonly T[], fields: readonly string[]): void {
+    if (this.events.listenerCount('access') === 0) return;
+    this.emit(
+      'search',
+      items.map((e) => (e as Row)[this.config.idColumn] as Id),
+      'success',
+      fields,
     );
   }
 
