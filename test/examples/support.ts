@@ -2,14 +2,14 @@
  * Helpers for the example acceptance tests: quiet loggers whose lines the test can read, and the
  * example service's database on SQLite, PostgreSQL or MariaDB, isolated per jest worker.
  */
-import mysql from 'mysql2/promise';
-import { Pool } from 'pg';
 import TransportStream from 'winston-transport';
 import type { Database, Logger, Settings } from '../../lib/index';
 import { createDatabase, createLogger } from '../../lib/index';
 import { migrate, prepareDatabase } from '../../examples/health-service/database';
 import { seedPatients } from '../../examples/health-service/seed';
-import { PG_URL, requireService, workerSchema } from '../support/services';
+import { mariaDatabase, pgSchema } from '../support/isolated';
+
+export { pgSchema } from '../support/isolated';
 
 const MESSAGE = Symbol.for('message');
 
@@ -72,56 +72,6 @@ export interface ServiceDatabase {
   db: () => Database;
   /** Every line the database's logger wrote (slow queries are logged from 1 ms, so most queries are). */
   logs: CapturedLogs;
-}
-
-/** A PostgreSQL schema of this worker's own; `url` sets it as the search_path. */
-export async function pgSchema(
-  prefix: string,
-): Promise<{ url: string; schema: string; drop(): Promise<void> }> {
-  await requireService('PostgreSQL', '127.0.0.1', 5432);
-  const schema = workerSchema(prefix);
-  const admin = new Pool({ connectionString: PG_URL, max: 1 });
-  try {
-    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE; CREATE SCHEMA ${schema}`);
-  } finally {
-    await admin.end();
-  }
-  return {
-    schema,
-    url: `${PG_URL}?options=-c%20search_path%3D${schema}`,
-    async drop() {
-      const pool = new Pool({ connectionString: PG_URL, max: 1 });
-      try {
-        await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-      } finally {
-        await pool.end();
-      }
-    },
-  };
-}
-
-/** A MariaDB database of this worker's own. */
-async function mariaDatabase(prefix: string): Promise<{ url: string; drop(): Promise<void> }> {
-  await requireService('MariaDB', '127.0.0.1', 3306);
-  const name = workerSchema(prefix);
-  const admin = await mysql.createConnection({ host: '127.0.0.1', port: 3306, user: 'root' });
-  try {
-    await admin.query(`DROP DATABASE IF EXISTS ${name}`);
-    await admin.query(`CREATE DATABASE ${name} CHARACTER SET utf8mb4`);
-  } finally {
-    await admin.end();
-  }
-  return {
-    url: `mysql://root@127.0.0.1:3306/${name}`,
-    async drop() {
-      const conn = await mysql.createConnection({ host: '127.0.0.1', port: 3306, user: 'root' });
-      try {
-        await conn.query(`DROP DATABASE IF EXISTS ${name}`);
-      } finally {
-        await conn.end();
-      }
-    },
-  };
 }
 
 /**

@@ -3,10 +3,8 @@
  * MariaDB in a database of its own, SQLite in memory. Dropped in `close()`. A service that is down
  * fails the suite with how to start it (never a skip).
  */
-import mysql from 'mysql2/promise';
-import { Pool } from 'pg';
 import * as core from '../../lib/index';
-import { PG_URL, requireService, workerSchema } from './services';
+import { mariaDatabase, pgSchema } from './isolated';
 
 export type DialectName = 'postgres' | 'sqlite' | 'mysql';
 
@@ -31,57 +29,18 @@ function open(url: string): core.Database {
   return core.createDatabase({ url, settings: TEST_SETTINGS, logger: silentLogger() });
 }
 
-async function postgres(prefix: string): Promise<DialectFixture> {
-  await requireService('PostgreSQL', '127.0.0.1', 5432);
-  const schema = workerSchema(prefix);
-  const admin = new Pool({ connectionString: PG_URL, max: 1 });
-  try {
-    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE; CREATE SCHEMA ${schema}`);
-  } finally {
-    await admin.end();
-  }
-  const db = open(`${PG_URL}?options=-c%20search_path%3D${schema}`);
+/** A Database on a schema (PostgreSQL) or database (MariaDB) of its own, dropped by `close()`. */
+async function isolated(dialect: 'postgres' | 'mysql', prefix: string): Promise<DialectFixture> {
+  const target = dialect === 'postgres' ? await pgSchema(prefix) : await mariaDatabase(prefix);
+  const db = open(target.url);
   let closing: Promise<void> | undefined;
   return {
-    dialect: 'postgres',
+    dialect,
     db,
     close: () =>
       (closing ??= (async () => {
         await db.close();
-        const drop = new Pool({ connectionString: PG_URL, max: 1 });
-        try {
-          await drop.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-        } finally {
-          await drop.end();
-        }
-      })()),
-  };
-}
-
-async function mariadb(prefix: string): Promise<DialectFixture> {
-  await requireService('MariaDB', '127.0.0.1', 3306);
-  const database = workerSchema(prefix);
-  const admin = await mysql.createConnection({ host: '127.0.0.1', port: 3306, user: 'root' });
-  try {
-    await admin.query(`DROP DATABASE IF EXISTS ${database}`);
-    await admin.query(`CREATE DATABASE ${database} CHARACTER SET utf8mb4`);
-  } finally {
-    await admin.end();
-  }
-  const db = open(`mysql://root@127.0.0.1:3306/${database}`);
-  let closing: Promise<void> | undefined;
-  return {
-    dialect: 'mysql',
-    db,
-    close: () =>
-      (closing ??= (async () => {
-        await db.close();
-        const drop = await mysql.createConnection({ host: '127.0.0.1', port: 3306, user: 'root' });
-        try {
-          await drop.query(`DROP DATABASE IF EXISTS ${database}`);
-        } finally {
-          await drop.end();
-        }
+        await target.drop();
       })()),
   };
 }
@@ -90,9 +49,8 @@ async function mariadb(prefix: string): Promise<DialectFixture> {
 export async function dialectDatabase(dialect: DialectName, prefix: string): Promise<DialectFixture> {
   switch (dialect) {
     case 'postgres':
-      return postgres(prefix);
     case 'mysql':
-      return mariadb(prefix);
+      return isolated(dialect, prefix);
     case 'sqlite': {
       const db = open('sqlite::memory:');
       return { dialect, db, close: () => db.close() };
