@@ -121,6 +121,8 @@ const conflict = (err: Loose): AppError =>
   });
 
 const PG_UNAVAILABLE = new Set([
+  // Knex, once the Database is closed (shutdown in progress).
+  'Unable to acquire a connection',
   'Query read timeout',
   'Connection terminated unexpectedly',
   'Connection terminated',
@@ -150,6 +152,8 @@ function fromPostgres(code: string, err: Loose): AppError | undefined {
       return new ValidationError('A value violates a check constraint', {}, { cause: err });
     case '22P02':
     case '22021':
+    // An operator that does not apply to the column's type (e.g. ILIKE on a date).
+    case '42883':
     case '22007':
     case '22008':
     case '22003':

@@ -807,3 +807,31 @@ describe('createDatabase(settings) and settings-driven behaviour', () => {
     }
   });
 });
+
+describe('errors of a closed Database', () => {
+  it('answer 503 SERVICE_UNAVAILABLE through errors(), not 500', async () => {
+    const db = core.createDatabase({
+      url: 'sqlite::memory:',
+      settings: core.loadSettings({ NODE_ENV: 'test' }),
+    });
+    await db.close();
+    const err: unknown = await db.knex.raw('select 1').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(core.toAppError(err)).toMatchObject({ status: 503, code: 'SERVICE_UNAVAILABLE' });
+  });
+
+  it('an operator that does not fit the column type on PostgreSQL is a 400, not a 500', async () => {
+    const db = core.createDatabase({ url: PG_URL, settings: core.loadSettings({ NODE_ENV: 'test' }) });
+    try {
+      const err: unknown = await db.knex.raw("select now() ilike '%19%'").then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(core.toAppError(err)).toMatchObject({ status: 400, code: 'INVALID_INPUT' });
+    } finally {
+      await db.close();
+    }
+  });
+});
