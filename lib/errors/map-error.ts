@@ -152,8 +152,7 @@ function fromPostgres(code: string, err: Loose): AppError | undefined {
       return new ValidationError('A value violates a check constraint', {}, { cause: err });
     case '22P02':
     case '22021':
-    // An operator that does not apply to the column's type (e.g. ILIKE on a date).
-    case '42883':
+    case '42883': // an operator that does not apply to the column's type (e.g. ILIKE on a date)
     case '22007':
     case '22008':
     case '22003':
