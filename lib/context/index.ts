@@ -6,7 +6,7 @@ import { CONTEXT_KEY, Context, ROUTE_DESCRIPTOR, storage } from './store.js';
 import type { RequestContext } from './store.js';
 
 export type { RequestContext } from './store.js';
-export { getContext, getRequestId, setUser, runWithContext, bindContext, CONTEXT_KEY } from './store.js';
+export { getContext, getRequestId, setUser, runWithContext, bindContext } from './store.js';
 export { parseTraceparent } from './ids.js';
 export type { TraceParent } from './ids.js';
 

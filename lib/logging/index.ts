@@ -5,6 +5,6 @@ export { FileTransport } from './file-transport.js';
 export type { RedactOptions, Redactor } from './redact.js';
 export { createRedactor } from './redact.js';
 export type { LoggingOptions } from './access-log.js';
-export { logging, routeOf } from './access-log.js';
+export { logging } from './access-log.js';
 export type { RequestLogFields, SecuritySeverity } from './helpers.js';
 export { logRequest, logError, logSecurityEvent } from './helpers.js';
