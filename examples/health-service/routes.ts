@@ -104,8 +104,8 @@ export function patientRoutes(options: PatientRoutesOptions): Router {
     '/patients',
     asyncHandler(async (req: Request, res: Response) => {
       const query = checkDateFilters(parseListQuery(req.query, patients));
-      if (query.limit !== undefined || query.cursor !== undefined) {
-        const page = await patients.list({ ...query, limit: query.limit ?? 20 });
+      const page = await patients.list(query);
+      if ('next_cursor' in page) {
         res.json({
           success: true,
           data: page.items,
@@ -113,7 +113,6 @@ export function patientRoutes(options: PatientRoutesOptions): Router {
         });
         return;
       }
-      const page = await patients.list(query);
       res.json({
         success: true,
         data: page.items,

@@ -102,6 +102,9 @@ interface Config {
   sortable: ReadonlySet<string>;
   hidden: readonly string[];
   types: ReadonlyMap<string, ColumnType>;
+  /** Columns whose values are turned into Dates / booleans on read (SQLite stores numbers). */
+  dateColumns: readonly string[];
+  booleanColumns: readonly string[];
   timestamps: boolean;
   softDelete: boolean;
   versionColumn: string | undefined;
@@ -167,6 +170,8 @@ function buildConfig(input: unknown): Config {
     sortable: sortableColumns,
     hidden: identifiers('hidden', o.hidden),
     types,
+    dateColumns: [...types].filter(([, t]) => t === 'date').map(([c]) => c),
+    booleanColumns: [...types].filter(([, t]) => t === 'boolean').map(([c]) => c),
     timestamps,
     softDelete,
     versionColumn: o.versionColumn,
@@ -326,14 +331,13 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
       row = {};
       for (const key in input) if (!c.hidden.includes(key)) row[key] = input[key];
     }
-    for (const [col, type] of c.types) {
-      if (type === 'date') {
-        const v = row[col];
-        if (typeof v === 'number' || (typeof v === 'string' && v.length > 0)) row[col] = new Date(v);
-      } else if (type === 'boolean') {
-        const v = row[col];
-        if (v === 0 || v === 1) row[col] = v === 1;
-      }
+    for (const col of c.dateColumns) {
+      const v = row[col];
+      if (typeof v === 'number' || (typeof v === 'string' && v.length > 0)) row[col] = new Date(v);
+    }
+    for (const col of c.booleanColumns) {
+      const v = row[col];
+      if (v === 0 || v === 1) row[col] = v === 1;
     }
     return row as T;
   }
@@ -589,7 +593,9 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
 
   /** A page of rows: offset pages (`page`/`size`) or keyset pages (`cursor`/`limit`). */
   list(options: ListOptions & ({ cursor: string | null } | { limit: number })): Promise<KeysetPage<T>>;
-  list(options?: ListOptions): Promise<OffsetPage<T>>;
+  list(options?: ListOptions & { cursor?: undefined; limit?: undefined }): Promise<OffsetPage<T>>;
+  /** Options whose mode is only known at run time (from `parseListQuery`): either page shape. */
+  list(options: ListOptions): Promise<OffsetPage<T> | KeysetPage<T>>;
   async list(options: ListOptions = {}): Promise<OffsetPage<T> | KeysetPage<T>> {
     const filters = normaliseFilters(options.filters);
     const sort = this.#sortOf(options.sort);

@@ -567,7 +567,7 @@ describe('parseListQuery: property-based, hostile input', () => {
             .map((s) => s.mrn)
             .sort();
           for (const { dialect, repo: r } of repos) {
-            let page: core.OffsetPage<Patient>;
+            let page: core.OffsetPage<Patient> | core.KeysetPage<Patient>;
             try {
               page = await r.list(options);
             } catch (err) {
@@ -599,7 +599,7 @@ describe('parseListQuery: property-based, hostile input', () => {
             const expected = SEED.filter((s) => fold(s.family_name).includes(fold(value)))
               .map((s) => s.mrn)
               .sort();
-            let page: core.OffsetPage<Patient>;
+            let page: core.OffsetPage<Patient> | core.KeysetPage<Patient>;
             try {
               page = await r.list(options);
             } catch (err) {
