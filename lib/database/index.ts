@@ -395,7 +395,13 @@ function requestTransaction(db: Database, txStore: AsyncLocalStorage<Knex.Transa
           }
           // The commit (or BEGIN) failed: nothing was sent yet, so report it properly. Only the
           // handler's content headers go; the request id, CORS and security headers stay.
-          if (res.headersSent || res.destroyed) return;
+          if (res.destroyed) return;
+          if (res.headersSent) {
+            // The handler streamed part of a success that was then rolled back: end the connection
+            // so the client sees a failure, not a truncated 200.
+            res.destroy(err instanceof Error ? err : undefined);
+            return;
+          }
           for (const name of CONTENT_HEADERS) res.removeHeader(name);
           next(err);
         },

@@ -20,4 +20,4 @@ export {
 export type { ErrorFormat, ErrorPayload, RenderedError } from './formats.js';
 export { renderError, toEnvelope, toProblem, toOperationOutcome } from './formats.js';
 export { readOptions } from './options.js';
-export { toAppError, columnOf } from './map-error.js';
+export { toAppError, columnOf, driverMessage } from './map-error.js';

@@ -75,17 +75,34 @@ export function columnOf(err: Loose): string | undefined {
   const detail = typeof err.detail === 'string' ? err.detail : '';
   const pg = /^Key \(([^)]+)\)=/.exec(detail);
   if (pg?.[1] !== undefined) return pg[1];
-  const message = typeof err.message === 'string' ? err.message : '';
-  const sqlite = /constraint failed: [\w"]+\.([\w"]+)/.exec(message);
+  // Only the driver's own words, anchored: Knex puts the SQL (with SQLite/MySQL values written in)
+  // before ' - ', and a value must never pass for a column name.
+  const message = driverMessage(typeof err.message === 'string' ? err.message : '');
+  const sqlite = /^(?:UNIQUE|NOT NULL) constraint failed: [\w"]+\.([\w"]+)(?:,|$)/.exec(message);
   if (sqlite?.[1] !== undefined) return sqlite[1].replace(/"/g, '');
-  const mysqlKey = /for key '(?:[\w]+\.)?([\w]+)'/.exec(message);
+  const mysqlKey = /for key '(?:\w+\.)?(\w+)'$/.exec(message);
   if (mysqlKey?.[1] !== undefined) return mysqlKey[1];
-  const mysqlColumn =
-    /^Column '([\w]+)' cannot be null/.exec(message) ??
-    /Field '([\w]+)' doesn't have a default/.exec(message) ??
-    /for column '([\w]+)'/.exec(message);
-  return mysqlColumn?.[1];
+  const column =
+    /^Column '(\w+)' cannot be null$/.exec(message) ??
+    /^Field '(\w+)' doesn't have a default value$/.exec(message) ??
+    /for column '(\w+)' at row \d+$/.exec(message) ??
+    /^column "(\w+)" (?:of relation "\w+" )?does not exist$/.exec(message) ??
+    /^table \w+ has no column named (\w+)$/.exec(message) ??
+    /^no such column: (\w+)$/.exec(message) ??
+    /^Unknown column '(\w+)' in '[\w ]+'$/.exec(message);
+  return column?.[1];
 }
+
+/** A driver message without the SQL Knex puts in front of it (`insert into … - message`). */
+export function driverMessage(message: string): string {
+  const cut = message.lastIndexOf(' - ');
+  return cut === -1 ? message : message.slice(cut + 3);
+}
+
+const unknownColumn = (err: Loose): AppError => {
+  const field = columnOf(err) ?? 'value';
+  return new ValidationError('Unknown field', { [field]: 'is not a known field' }, { cause: err });
+};
 
 const unavailable = (cause: unknown): AppError =>
   new ServiceUnavailableError('Database is unavailable', 5, { details: { dependency: 'database' }, cause });
@@ -132,9 +149,7 @@ const PG_UNAVAILABLE = new Set([
 
 /** Knex prefixes a driver's message with the SQL: `select … - Query read timeout`. */
 function pgUnavailable(message: string): boolean {
-  if (PG_UNAVAILABLE.has(message)) return true;
-  const cut = message.lastIndexOf(' - ');
-  return cut !== -1 && PG_UNAVAILABLE.has(message.slice(cut + 3));
+  return PG_UNAVAILABLE.has(message) || PG_UNAVAILABLE.has(driverMessage(message));
 }
 
 /** PostgreSQL SQLSTATE codes (five characters) → our errors. */
@@ -159,6 +174,8 @@ function fromPostgres(code: string, err: Loose): AppError | undefined {
       return invalidInput(err);
     case '22001':
       return tooLong(err);
+    case '42703':
+      return unknownColumn(err);
     case '40001':
     case '40P01':
       return conflict(err);
@@ -202,6 +219,14 @@ function fromDriverCode(code: string, err: Loose): AppError | undefined {
       return new ValidationError('A value violates a check constraint', {}, { cause: err });
     case 'ER_DATA_TOO_LONG':
       return tooLong(err);
+    case 'ER_BAD_FIELD_ERROR':
+      return unknownColumn(err);
+    case 'SQLITE_ERROR':
+      return /^(?:table \w+ has no column named|no such column:) \w+$/.test(
+        driverMessage(typeof err.message === 'string' ? err.message : ''),
+      )
+        ? unknownColumn(err)
+        : undefined;
     case 'ER_TRUNCATED_WRONG_VALUE':
     case 'ER_TRUNCATED_WRONG_VALUE_FOR_FIELD':
     case 'ER_WARN_DATA_OUT_OF_RANGE':

@@ -184,7 +184,16 @@ export class FileTransport extends TransportStream {
     } catch (err) {
       this.emit('warn', err);
     }
-    this.#fd = openSync(this.filename, 'a', 0o640);
+    try {
+      // The directory may have been removed under us (log cleanup); recreate it rather than crash.
+      mkdirSync(dirname(this.filename), { recursive: true });
+      this.#fd = openSync(this.filename, 'a', 0o640);
+    } catch (err) {
+      // Lines are dropped until the transport is recreated; the process keeps running.
+      this.#fd = undefined;
+      this.emit('warn', err);
+      return;
+    }
     this.#size = 0;
     this.emit('rotate', this.filename);
   }

@@ -5,7 +5,6 @@ import type { Redactor } from './redact.js';
 
 const LEVEL = Symbol.for('level');
 const MESSAGE = Symbol.for('message');
-const SPLAT = Symbol.for('splat');
 
 const COLOURS: Readonly<Record<string, string>> = {
   error: '\x1b[31m',
@@ -17,6 +16,7 @@ const COLOURS: Readonly<Record<string, string>> = {
   silly: '\x1b[90m',
 };
 const RESET = '\x1b[0m';
+const ERROR_FIELDS = new Set(['code', 'status', 'statusCode', 'errno', 'error_code']);
 const DIM = '\x1b[2m';
 
 type Info = winston.Logform.TransformableInfo & Record<string | symbol, unknown>;
@@ -69,6 +69,8 @@ export function recordFormat(name: string, redactor: Redactor, clock: Clock): wi
       // Meta never overwrites what the logger or the request context set (a spread request body
       // cannot forge request_id or timestamp); it only fills what they left empty.
       if (record[key] !== undefined || key === 'level') continue;
+      // An Error logged as the record: only its safe fields (pg's `detail`, mysql2's `sql` carry values).
+      if (error !== undefined && (info as unknown) === error && !ERROR_FIELDS.has(key)) continue;
       const value = info[key];
       if (value === undefined) continue;
       record[cleanKey(key)] = redactor.isSensitiveKey(key)
@@ -81,12 +83,14 @@ export function recordFormat(name: string, redactor: Redactor, clock: Clock): wi
     }
     if (error !== undefined) {
       record.error_type = error.name;
-      if (record.stack === undefined && error.stack !== undefined)
-        record.stack = redactor.redactString(error.stack);
+      if (record.stack === undefined && error.stack !== undefined) {
+        const serialised = redactor(error) as { stack?: string; message?: string };
+        record.stack = serialised.stack;
+        if (info.message instanceof Error || (info as unknown) === error) record.message = serialised.message;
+      }
       if ((info as unknown) === error) delete record.name;
     }
     record[LEVEL] = level;
-    record[SPLAT] = info[SPLAT];
     record[MESSAGE] = JSON.stringify(record);
     return record as Info;
   };

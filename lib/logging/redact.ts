@@ -147,6 +147,26 @@ function escapeControl(ch: string): string {
   }
 }
 
+/**
+ * A database driver's error, through Knex, starts with the SQL — with SQLite and MySQL the bound
+ * values (patient data) written into it — and MySQL quotes values in its own messages. Keep the
+ * driver's words, drop the SQL and every quoted literal.
+ */
+function databaseSafe(err: Error, message: string): string {
+  const e = err as { sql?: unknown; sqlState?: unknown; code?: unknown };
+  const code = typeof e.code === 'string' ? e.code : '';
+  const isDatabase =
+    e.sql !== undefined ||
+    e.sqlState !== undefined ||
+    code.startsWith('SQLITE_') ||
+    code.startsWith('ER_') ||
+    /^[0-9A-Z]{5}$/.test(code);
+  if (!isDatabase) return message;
+  const cut = message.lastIndexOf(' - ');
+  const own = cut === -1 ? message : message.slice(cut + 3);
+  return own.replace(/'(?:[^'\\]|\\.|'')*'/g, "'[REDACTED]'");
+}
+
 /** A Map key as text, whatever it is (a null-prototype object has no toString). */
 function keyText(key: unknown): string {
   if (typeof key === 'string') return key;
@@ -276,10 +296,15 @@ export function createRedactor(input: Readonly<RedactOptions> = {}): Redactor {
   };
 
   const redactError = (err: Error, depth: number, seen: object[]): Record<string, unknown> => {
-    const out: Record<string, unknown> = { type: err.name, message: redactString(err.message) };
+    const message = databaseSafe(err, err.message);
+    const out: Record<string, unknown> = { type: err.name, message: redactString(message) };
     const code = (err as { code?: unknown }).code;
     if (typeof code === 'string' || typeof code === 'number') out.code = code;
-    if (err.stack !== undefined) out.stack = redactString(err.stack);
+    if (err.stack !== undefined) {
+      // The stack starts with the message: keep the frames, not the original text.
+      const frames = err.stack.indexOf('\n    at ');
+      out.stack = redactString(`${err.name}: ${message}${frames === -1 ? '' : err.stack.slice(frames)}`);
+    }
     if (err.cause !== undefined) out.cause = redact(err.cause, depth + 1, seen);
     return out;
   };

@@ -21,7 +21,13 @@ const isScalar = (v: unknown): v is Scalar =>
 /** Object-form filters → a list of FieldFilters. Own keys only; nothing inherited is read. */
 export function normaliseFilters(filters: Filters | undefined): Filter[] {
   if (filters === undefined) return [];
-  if (Array.isArray(filters)) return filters as Filter[];
+  if (Array.isArray(filters)) {
+    // Filters can come from parsed JSON: check the shape before anything reads it.
+    checkFilterList(filters as unknown[], 0);
+    return filters as Filter[];
+  }
+  if (typeof filters !== 'object' || (filters as unknown) === null)
+    throw badQuery('filters', 'must be an object or a list');
   const out: Filter[] = [];
   for (const [field, spec] of Object.entries(filters as Record<string, unknown>)) {
     if (isScalar(spec)) {
@@ -35,6 +41,23 @@ export function normaliseFilters(filters: Filters | undefined): Filter[] {
     }
   }
   return out;
+}
+
+function checkFilterList(list: unknown[], depth: number): void {
+  if (depth > MAX_DEPTH) throw badQuery('or', 'is nested too deeply');
+  for (const f of list) {
+    if (typeof f !== 'object' || f === null || Array.isArray(f))
+      throw badQuery('filters', 'must be filter objects');
+    if ('or' in f) {
+      const groups: unknown = f.or;
+      if (!Array.isArray(groups) || groups.length === 0 || groups.length > 20)
+        throw badQuery('or', 'needs 1 to 20 groups');
+      for (const g of groups) {
+        if (!Array.isArray(g)) throw badQuery('or', 'groups must be lists of filters');
+        checkFilterList(g, depth + 1);
+      }
+    }
+  }
 }
 
 /** `%`, `_` and the escape character itself are literal in the user's text. */

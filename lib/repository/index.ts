@@ -567,7 +567,15 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
     }
   }
 
-  #sortOf(sort: readonly SortSpec[] | undefined): SortSpec[] {
+  #sortOf(input: readonly SortSpec[] | undefined): SortSpec[] {
+    const raw: unknown = input;
+    if (
+      raw !== undefined &&
+      (!Array.isArray(raw) || raw.some((x: unknown) => typeof x !== 'object' || x === null))
+    ) {
+      throw badQuery('sort', 'must be a list of {field, direction}');
+    }
+    const sort = raw as readonly SortSpec[] | undefined;
     const c = this.config;
     const out: SortSpec[] = [];
     for (const s of sort === undefined || sort.length === 0 ? c.defaultSort : sort) {
