@@ -5,7 +5,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
 import type { Settings } from '../config/index.js';
 import { loadSettings } from '../config/index.js';
-import { ConfigError, readOptions } from '../errors/index.js';
+import { ConfigError, isError, readOptions } from '../errors/index.js';
 import type { Logger } from '../logging/create-logger.js';
 import { createLogger } from '../logging/create-logger.js';
 import { poolOf, watchLeaks, watchSlowQueries } from './monitor.js';
@@ -399,7 +399,7 @@ function requestTransaction(db: Database, txStore: AsyncLocalStorage<Knex.Transa
           if (res.headersSent) {
             // The handler streamed part of a success that was then rolled back: end the connection
             // so the client sees a failure, not a truncated 200.
-            res.destroy(err instanceof Error ? err : undefined);
+            res.destroy(isError(err) ? err : undefined);
             return;
           }
           for (const name of CONTENT_HEADERS) res.removeHeader(name);

@@ -7,6 +7,7 @@ import {
   AppError as BaseError,
   ConfigError,
   isAppError,
+  isError,
   readOptions,
   renderError,
   toAppError,
@@ -108,7 +109,7 @@ export function errors(input: Readonly<ErrorsOptions> = {}): ErrorRequestHandler
     const format = fixedFormat ?? negotiate(req);
     const details: Record<string, unknown> = { ...appError.details };
     if (exposeStack) {
-      const source = appError.cause instanceof Error ? appError.cause : appError;
+      const source = isError(appError.cause) ? appError.cause : appError;
       details.internal_message = source.message;
       details.stack = source.stack;
     }

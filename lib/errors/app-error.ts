@@ -1,3 +1,4 @@
+import { isNativeError } from 'node:util/types';
 import type { ErrorCode } from './codes.js';
 import { codeForStatus } from './codes.js';
 
@@ -274,4 +275,22 @@ export function describeValue(value: unknown): string {
     default:
       return typeof value === 'object' ? 'an object' : typeof value;
   }
+}
+
+/**
+ * Whether a value is an Error, from any realm: `instanceof Error` fails for errors made in another
+ * V8 context (a native addon's, a vm's, jest's), which would then be logged as plain objects.
+ */
+export function isError(value: unknown): value is Error {
+  if (value instanceof Error || isNativeError(value)) return true;
+  // better-sqlite3's SqliteError (built without the Error constructor) seen from another jest
+  // registry: a message, and a stack that captureStackTrace made non-enumerable.
+  if (typeof value !== 'object' || value === null) return false;
+  const stack = Object.getOwnPropertyDescriptor(value, 'stack');
+  return (
+    stack !== undefined &&
+    !stack.enumerable &&
+    typeof stack.value === 'string' &&
+    typeof (value as { message?: unknown }).message === 'string'
+  );
 }

@@ -16,6 +16,7 @@ export {
   TimeoutError,
   ConfigError,
   describeValue,
+  isError,
 } from './app-error.js';
 export type { ErrorFormat, ErrorPayload, RenderedError } from './formats.js';
 export { renderError, toEnvelope, toProblem, toOperationOutcome } from './formats.js';

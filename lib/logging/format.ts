@@ -1,3 +1,4 @@
+import { isError } from '../errors/index.js';
 import winston from 'winston';
 import { storage } from '../context/store.js';
 import type { Clock } from './line-writer.js';
@@ -48,13 +49,12 @@ export function recordFormat(name: string, redactor: Redactor, clock: Clock): wi
       message: undefined,
     };
     // `log.error(err)`: winston hands us the Error itself as the record.
-    const error =
-      (info as unknown) instanceof Error
-        ? (info as unknown as Error)
-        : info.message instanceof Error
-          ? info.message
-          : undefined;
-    const message = info.message instanceof Error ? info.message.message : info.message;
+    const error = isError(info)
+      ? (info as unknown as Error)
+      : isError(info.message)
+        ? info.message
+        : undefined;
+    const message = isError(info.message) ? info.message.message : info.message;
     record.message = typeof message === 'string' ? redactor.redactString(message) : redactor(message);
     const ctx = als.getStore();
     if (ctx !== undefined) {
@@ -86,7 +86,7 @@ export function recordFormat(name: string, redactor: Redactor, clock: Clock): wi
       if (record.stack === undefined && error.stack !== undefined) {
         const serialised = redactor(error) as { stack?: string; message?: string };
         record.stack = serialised.stack;
-        if (info.message instanceof Error || (info as unknown) === error) record.message = serialised.message;
+        if (isError(info.message) || (info as unknown) === error) record.message = serialised.message;
       }
       if ((info as unknown) === error) delete record.name;
     }

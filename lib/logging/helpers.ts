@@ -1,3 +1,4 @@
+import { isError } from '../errors/index.js';
 import type { Logger } from './create-logger.js';
 
 export interface RequestLogFields {
@@ -34,7 +35,7 @@ export function logError(
   context: Record<string, unknown> = {},
   userId?: string,
 ): void {
-  const message = error instanceof Error ? error.message : String(error);
+  const message = isError(error) ? error.message : String(error);
   logger.error(message, { ...context, user_id: userId, error });
 }
 

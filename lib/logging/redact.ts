@@ -1,4 +1,4 @@
-import { ConfigError, readOptions } from '../errors/index.js';
+import { ConfigError, isError, readOptions } from '../errors/index.js';
 
 export interface RedactOptions {
   /** Extra key names to redact at any depth (matched case- and separator-insensitively, exactly). */
@@ -262,7 +262,7 @@ export function createRedactor(input: Readonly<RedactOptions> = {}): Redactor {
     seen.push(value);
     try {
       if (Array.isArray(value)) return value.slice(0, 100).map((v) => redact(v, depth + 1, seen));
-      if (value instanceof Error) return redactError(value, depth, seen);
+      if (isError(value)) return redactError(value, depth, seen);
       if (value instanceof Map)
         return redactEntries(
           [...value.entries()].map(([k, v]) => [keyText(k), v]),

@@ -51,6 +51,12 @@ describe('log leaks', () => {
     expect(captured.lines()[0]).toMatchObject({ code: '23505', error_type: 'Error' });
   });
 
+  it('a record that merely has a stack field is not taken for an Error (its other fields stay)', () => {
+    const captured = captureLogger('x');
+    captured.logger.info('deploy', { stack: 'blue-green', region: 'eu-west' });
+    expect(captured.lines()[0]).toMatchObject({ stack: 'blue-green', region: 'eu-west' });
+  });
+
   it('an unmapped database error answered 500 logs neither the SQL values nor the stack text of them', async () => {
     const db = knex({
       client: 'better-sqlite3',
