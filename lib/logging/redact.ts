@@ -1,4 +1,4 @@
-import { ConfigError, isError, readOptions } from '../errors/index.js';
+import { ConfigError, driverMessage, isError, readOptions } from '../errors/index.js';
 
 export interface RedactOptions {
   /** Extra key names to redact at any depth (matched case- and separator-insensitively, exactly). */
@@ -162,9 +162,7 @@ function databaseSafe(err: Error, message: string): string {
     code.startsWith('ER_') ||
     /^[0-9A-Z]{5}$/.test(code);
   if (!isDatabase) return message;
-  const cut = message.lastIndexOf(' - ');
-  const own = cut === -1 ? message : message.slice(cut + 3);
-  return own.replace(/'(?:[^'\\]|\\.|'')*'/g, "'[REDACTED]'");
+  return driverMessage(message).replace(/'(?:[^'\\]|\\.|'')*'/g, "'[REDACTED]'");
 }
 
 /** A Map key as text, whatever it is (a null-prototype object has no toString). */

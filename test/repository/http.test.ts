@@ -27,15 +27,8 @@ const SEED: PatientCreate[] = Array.from({ length: 25 }, (_, i) => ({
   ssn: SSN,
 }));
 
-interface Item {
-  id: number;
-  mrn: string;
-  family_name: string;
-  given_name: string | null;
-  status: string;
-  age: number;
-  active: boolean;
-}
+/** A patient as the JSON body carries it: the fields these tests read. */
+type Item = Pick<Patient, 'id' | 'mrn' | 'family_name' | 'given_name' | 'status' | 'age' | 'active'>;
 
 const fixture = useDialect('postgres', 'http');
 let repo: core.BaseRepository<Patient, PatientCreate, PatientUpdate>;
