@@ -28,6 +28,18 @@ export interface AuthSettings {
   readonly issuer: string;
   /** Defaults to the app name. */
   readonly audience: string;
+  /** A retired HMAC secret that still verifies (never signs) while its tokens expire. */
+  readonly previousSecretKey: string | undefined;
+  /** PEM private key for asymmetric algorithms (JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE). */
+  readonly privateKey: string | undefined;
+  /** `kid` of the signing key; defaults to its RFC 7638 thumbprint (asymmetric) or a digest (HMAC). */
+  readonly keyId: string | undefined;
+  /** JWKS JSON of extra verify-only public keys (rotation: the previous key keeps verifying). */
+  readonly publicKeys: string | undefined;
+  /** An identity provider's JWKS URL: its tokens are verified with keys fetched from there. */
+  readonly jwksUrl: string | undefined;
+  /** Clock skew tolerated on `exp`, `nbf` and `iat`. Default 30. */
+  readonly clockToleranceSeconds: number;
 }
 export interface ExternalServicesSettings {
   readonly redisUrl: string | undefined;

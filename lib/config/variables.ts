@@ -247,6 +247,53 @@ export const VARIABLES: readonly VariableSpec[] = [
   { env: 'JWT_ISSUER', path: 'auth.issuer', schema: optionalStr(), expected: 'an issuer string' },
   { env: 'JWT_AUDIENCE', path: 'auth.audience', schema: optionalStr(), expected: 'an audience string' },
   {
+    env: 'JWT_SECRET_KEY_PREVIOUS',
+    path: 'auth.previousSecretKey',
+    schema: optionalStr(),
+    expected: 'the previous secret (still verifies, never signs) during a rotation',
+    secret: true,
+    fileVariant: true,
+  },
+  {
+    env: 'JWT_PRIVATE_KEY',
+    path: 'auth.privateKey',
+    schema: z
+      .string()
+      .optional()
+      .refine((v) => v === undefined || v.includes('-----BEGIN'), 'not PEM'),
+    expected: 'a PEM private key (RS*, PS*, ES* or EdDSA)',
+    secret: true,
+    fileVariant: true,
+  },
+  {
+    env: 'JWT_KEY_ID',
+    path: 'auth.keyId',
+    schema: z
+      .string()
+      .regex(/^[\w.:-]{1,128}$/)
+      .optional(),
+    expected: '1-128 characters of A-Z a-z 0-9 _ . : -',
+  },
+  {
+    env: 'JWT_PUBLIC_KEYS',
+    path: 'auth.publicKeys',
+    schema: optionalStr(),
+    expected: 'a JWKS document ({"keys": [...]}) of verify-only public keys',
+    fileVariant: true,
+  },
+  {
+    env: 'JWT_JWKS_URL',
+    path: 'auth.jwksUrl',
+    schema: url(['https', 'http']),
+    expected: "an https:// URL of an identity provider's JWKS",
+  },
+  {
+    env: 'JWT_CLOCK_TOLERANCE_SECONDS',
+    path: 'auth.clockToleranceSeconds',
+    schema: int(30, 0, 300),
+    expected: 'an integer from 0 to 300 (seconds)',
+  },
+  {
     env: 'REDIS_URL',
     path: 'externalServices.redisUrl',
     schema: url(['redis', 'rediss']),

@@ -1,0 +1,336 @@
+import type { RequestHandler } from 'express';
+import { Authenticator } from 'passport';
+import type { Redis } from 'ioredis';
+import { type JwtAlgorithm, loadSettings, type Settings } from '../config/index.js';
+import { ConfigError, readOptions } from '../errors/index.js';
+import { createLogger, type Logger } from '../logging/index.js';
+import { connectRedis } from '../redis/index.js';
+import { KeyRing, type KeyOptions } from './keys.js';
+import { AuthMonitor, type AuthCounters } from './monitor.js';
+import { RemoteJwks, type RemoteJwksOptions } from './remote-jwks.js';
+import { memoryRevocationStore, redisRevocationStore, type RevocationStore } from './revocation.js';
+import { CaduceusStrategy, type StrategyCallOptions } from './strategy.js';
+import { type IssueOptions, type TokenClaims, TokenIssuer, type TokenPair } from './tokens.js';
+import type { AuthEvent, AuthUser } from './types.js';
+import { AuthenticationFailure, TokenVerifier } from './verifier.js';
+
+/** Everything `createAuth()` accepts; each default comes from settings (environment variables). */
+export interface AuthOptions extends KeyOptions {
+  /** Settings to read defaults from. Default: `loadSettings(process.env)`. */
+  settings?: Settings;
+  /** Algorithm of the signing key. Default: `JWT_ALGORITHM` (HS256), or the private key's own. */
+  algorithm?: JwtAlgorithm;
+  /** Algorithms accepted when verifying. Default: those of our keys plus `JWT_ALGORITHM`. `none` is never accepted. */
+  algorithms?: readonly JwtAlgorithm[];
+  /** Accepted `iss`; the first one is written into our tokens. Default: `JWT_ISSUER` (the app name). */
+  issuer?: string | readonly string[];
+  /** Accepted `aud`; written into our tokens. Default: `JWT_AUDIENCE` (the app name). */
+  audience?: string | readonly string[];
+  /** Clock skew tolerated on `exp`, `nbf`, `iat`. Default: `JWT_CLOCK_TOLERANCE_SECONDS` (30). */
+  clockToleranceSeconds?: number;
+  /** Longest token accepted, in bytes. Default 8192. */
+  maxTokenBytes?: number;
+  /** Claims every access token must carry besides `exp` and `sub`. Default none. */
+  requiredClaims?: readonly string[];
+  /** Access-token lifetime. Default: `JWT_ACCESS_TOKEN_EXPIRE_MINUTES` × 60. */
+  accessTokenTtlSeconds?: number;
+  /** Refresh-token lifetime. Default: `JWT_REFRESH_TOKEN_EXPIRE_DAYS` × 86400. */
+  refreshTokenTtlSeconds?: number;
+  /** An identity provider's JWKS URL (its access tokens are accepted). Default: `JWT_JWKS_URL`; `false` for none. */
+  jwksUrl?: string | false;
+  /** Cache and cooldown of the remote JWKS. */
+  jwks?: Omit<RemoteJwksOptions, 'url' | 'logger'>;
+  /** Redis for the shared denylist: URL or ioredis client. Default: `REDIS_URL`; `false` keeps it in memory. */
+  redis?: string | Redis | false;
+  /** Prefix of our Redis keys and channel. Default `caduceus:auth:`. */
+  keyPrefix?: string;
+  /** A denylist of your own (overrides `redis`). */
+  revocation?: RevocationStore;
+  /** Dotted path of the roles claim in tokens (`realm_access.roles` for Keycloak). Default `roles`. */
+  rolesClaim?: string;
+  /** Size of the verified-token cache per key (repeat requests skip signature work; revocation is still checked). Default 1000; 0 turns it off. */
+  cacheSize?: number;
+  /**
+   * Called on refresh with the refresh token's claims; return fresh claims for the new pair (roles
+   * may have changed), or `null` when the user may no longer have tokens. Default: keep the claims.
+   */
+  loadUser?: (claims: TokenClaims) => TokenClaims | null | Promise<TokenClaims | null>;
+  /** Where authentication events are logged. Default `createLogger('auth')`. */
+  logger?: Logger;
+  /** Called for every authentication event (metrics). */
+  onEvent?: (event: AuthEvent) => void;
+}
+
+/** Options of one `authenticate()` middleware. */
+export interface AuthenticateOptions {
+  /** Let requests without a token through (`req.user` stays undefined); a bad token is still a 401. Default false. */
+  optional?: boolean;
+  /** Accept `?access_token=` when there is no Authorization header (URLs end up in logs and histories). Default false. */
+  allowQueryToken?: boolean;
+}
+
+export interface RevokeOptions {
+  /** Also revoke every token of the same refresh family (logout everywhere that login led to). Default false. */
+  family?: boolean;
+  /** For a bare `jti`: when its token expires (epoch ms). Default: the longest token lifetime from now. */
+  expiresAt?: number;
+}
+
+/** Tokens, verification and revocation with one set of keys and one denylist. */
+export interface Auth {
+  /** Sign a new access + refresh pair (a new refresh family). */
+  createTokens(claims: TokenClaims, options?: IssueOptions): TokenPair;
+  /** Rotate a pair. A refresh token used twice revokes its whole family (401 TOKEN_REVOKED). */
+  refreshTokens(refreshToken: string): Promise<TokenPair>;
+  /** Deny a token (by the token, its `jti`, or the `req.user` it produced) until it expires. */
+  revokeToken(token: string | AuthUser, options?: RevokeOptions): Promise<void>;
+  /** Verify an access token outside a request. Rejects with a 401 `AppError`. */
+  verifyToken(token: string): Promise<AuthUser>;
+  /** Middleware: verify the bearer token, set `req.user` and the user in the request context. */
+  authenticate(options?: AuthenticateOptions): RequestHandler;
+  /** The passport strategy (name `caduceus-jwt`) for an application's own passport chains. */
+  strategy(): CaduceusStrategy;
+  /** A handler serving our public keys as a JWKS (asymmetric keys only). */
+  jwks(): RequestHandler;
+  counters(): AuthCounters;
+  readonly revocation: RevocationStore;
+  close(): Promise<void>;
+}
+
+const KNOWN = [
+  'settings',
+  'secret',
+  'previousSecrets',
+  'privateKey',
+  'keyId',
+  'publicKeys',
+  'algorithm',
+  'algorithms',
+  'issuer',
+  'audience',
+  'clockToleranceSeconds',
+  'maxTokenBytes',
+  'requiredClaims',
+  'accessTokenTtlSeconds',
+  'refreshTokenTtlSeconds',
+  'jwksUrl',
+  'jwks',
+  'redis',
+  'keyPrefix',
+  'revocation',
+  'rolesClaim',
+  'cacheSize',
+  'loadUser',
+  'logger',
+  'onEvent',
+] as const;
+
+const AUTHENTICATE_KNOWN = ['optional', 'allowQueryToken'] as const;
+
+function positiveInt(name: string, value: number | undefined, fallback: number, min = 1): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < min) throw ConfigError.option('createAuth', name, `an integer ≥ ${min}`, value);
+  return value;
+}
+
+function nonEmptyList(name: string, value: string | readonly string[]): readonly string[] {
+  const list = typeof value === 'string' ? [value] : value;
+  if (!Array.isArray(list) || list.length === 0 || !list.every((v) => typeof v === 'string' && v !== '')) {
+    throw ConfigError.option('createAuth', name, 'a non-empty string or list of them', value);
+  }
+  return list;
+}
+
+/**
+ * Build the authentication core: keys, token issuance and rotation, the denylist, the passport
+ * strategy and its middleware.
+ *
+ * @example
+ * const auth = core.createAuth();                       // keys and lifetimes from the environment
+ * app.use('/api', auth.authenticate(), routes);
+ * app.post('/login', async (req, res) => res.json(auth.createTokens({ userId, email, roles })));
+ */
+export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
+  const options = readOptions<AuthOptions>('createAuth', input, KNOWN);
+  const settings = options.settings ?? loadSettings(process.env);
+  const s = settings.auth;
+  const logger = options.logger ?? createLogger('auth', { settings });
+  const ring = new KeyRing(
+    {
+      secret: options.secret ?? s.secretKey,
+      previousSecrets: options.previousSecrets ?? (s.previousSecretKey === undefined ? [] : [s.previousSecretKey]),
+      privateKey: options.privateKey ?? s.privateKey,
+      keyId: options.keyId ?? s.keyId,
+      publicKeys: options.publicKeys ?? s.publicKeys,
+    },
+    options.algorithm ?? s.algorithm,
+  );
+  const algorithms = options.algorithms ?? [...new Set([...ring.algorithms(), s.algorithm])];
+  if (!Array.isArray(algorithms) || algorithms.length === 0 || algorithms.some((a) => !String(a).match(/^(HS|RS|PS|ES)(256|384|512)$|^EdDSA$/))) {
+    throw ConfigError.option('createAuth', 'algorithms', 'a non-empty list of HS*/RS*/PS*/ES*/EdDSA (never none)', algorithms);
+  }
+  const issuers = nonEmptyList('issuer', options.issuer ?? s.issuer);
+  const audience = nonEmptyList('audience', options.audience ?? s.audience);
+  const toleranceSeconds = positiveInt('clockToleranceSeconds', options.clockToleranceSeconds, s.clockToleranceSeconds, 0);
+  const jwksUrl = options.jwksUrl === false ? undefined : (options.jwksUrl ?? s.jwksUrl);
+  const remote = jwksUrl === undefined ? undefined : new RemoteJwks({ ...options.jwks, url: jwksUrl, logger });
+  const verifier = new TokenVerifier(ring, remote, {
+    algorithms: new Set(algorithms),
+    issuer: issuers,
+    audience,
+    clockToleranceMs: toleranceSeconds * 1000,
+    maxTokenBytes: positiveInt('maxTokenBytes', options.maxTokenBytes, 8192, 256),
+    requiredClaims: options.requiredClaims ?? [],
+    cacheSize: positiveInt('cacheSize', options.cacheSize, 1000, 0),
+  });
+  const accessTtl = positiveInt('accessTokenTtlSeconds', options.accessTokenTtlSeconds, s.accessTokenExpireMinutes * 60);
+  const refreshTtl = positiveInt('refreshTokenTtlSeconds', options.refreshTokenTtlSeconds, s.refreshTokenExpireDays * 86_400);
+  const issuer = new TokenIssuer(ring.signing, {
+    issuer: issuers[0] as string,
+    audience: audience.length === 1 ? (audience[0] as string) : audience,
+    accessTtlSeconds: accessTtl,
+    refreshTtlSeconds: refreshTtl,
+  });
+  const redis = options.redis === false ? undefined : (options.redis ?? settings.externalServices.redisUrl);
+  const store =
+    options.revocation ??
+    (redis === undefined
+      ? memoryRevocationStore()
+      : redisRevocationStore(connectRedis(redis, 'auth', logger), options.keyPrefix ?? 'caduceus:auth:', logger));
+  if (store.kind === 'memory' && options.revocation === undefined) {
+    logger.info('token revocation list kept in memory (set REDIS_URL to share it between instances)');
+  }
+  const monitor = new AuthMonitor(logger, options.onEvent);
+  const rolesClaim = (options.rolesClaim ?? 'roles').split('.');
+  const strategy = new CaduceusStrategy(verifier, store, monitor, { rolesClaim }, 'error');
+  const passport = new Authenticator();
+  passport.use(strategy);
+  const longest = Math.max(accessTtl, refreshTtl) * 1000;
+
+  const refreshTokens = async (refreshToken: string): Promise<TokenPair> => {
+    if (typeof refreshToken !== 'string') throw new AuthenticationFailure('missing');
+    let claims;
+    try {
+      claims = await verifier.verify(refreshToken, 'refresh');
+    } catch (err) {
+      if (err instanceof AuthenticationFailure) monitor.failure(err.reason);
+      throw err;
+    }
+    const { jti, fam, sub, exp } = claims as { jti?: unknown; fam?: unknown; sub: string; exp: number };
+    if (typeof jti !== 'string' || typeof fam !== 'string') {
+      monitor.failure('bad_claims');
+      throw new AuthenticationFailure('bad_claims');
+    }
+    if ((await store.isRevoked(jti)) || (await store.isRevoked(`fam:${fam}`))) {
+      monitor.failure('revoked');
+      throw new AuthenticationFailure('revoked');
+    }
+    if (!(await store.consume(jti, exp * 1000))) {
+      // Used before: either the client or a thief holds a copy. End the whole family.
+      await store.revoke(`fam:${fam}`, Date.now() + refreshTtl * 1000);
+      monitor.refreshReuse(sub);
+      throw new AuthenticationFailure('refresh_reuse');
+    }
+    const base = claimsForReissue(claims);
+    const next = options.loadUser === undefined ? base : await options.loadUser(base);
+    if (next === null) {
+      await store.revoke(`fam:${fam}`, Date.now() + refreshTtl * 1000);
+      monitor.revoked(sub, true);
+      throw new AuthenticationFailure('revoked');
+    }
+    const issued = issuer.issue(next, {}, fam);
+    monitor.refreshed(sub);
+    return issued.pair;
+  };
+
+  const revokeToken = async (target: string | AuthUser, revoke: RevokeOptions = {}): Promise<void> => {
+    let jti: unknown;
+    let fam: unknown;
+    let expiresAt: number;
+    let userId: string | undefined;
+    if (typeof target === 'object' && (target as unknown) !== null && 'claims' in target) {
+      ({ jti, fam } = target.claims);
+      expiresAt = typeof target.claims.exp === 'number' ? target.claims.exp * 1000 : Date.now() + longest;
+      userId = target.id;
+    } else if (typeof target === 'string' && target.split('.').length === 3) {
+      const claims = await verifier.verify(target, isRefresh(target) ? 'refresh' : 'access', true);
+      ({ jti, fam } = claims);
+      expiresAt = (claims.exp as number) * 1000;
+      userId = claims.sub as string;
+    } else if (typeof target === 'string' && target !== '') {
+      jti = target;
+      expiresAt = revoke.expiresAt ?? Date.now() + longest;
+    } else {
+      throw new TypeError('revokeToken: expected a token, a jti or req.user');
+    }
+    if (typeof jti === 'string' && expiresAt > Date.now()) await store.revoke(jti, expiresAt);
+    if (revoke.family === true && typeof fam === 'string') await store.revoke(`fam:${fam}`, Date.now() + refreshTtl * 1000);
+    monitor.revoked(userId, revoke.family === true);
+  };
+
+  return {
+    createTokens(claims, issueOptions) {
+      const issued = issuer.issue(claims, issueOptions);
+      monitor.issued(String(claims.userId));
+      return issued.pair;
+    },
+    refreshTokens,
+    revokeToken,
+    verifyToken: (token) => strategy.verify(token),
+    authenticate(authOptions = {}) {
+      const o = readOptions<AuthenticateOptions>('authenticate', authOptions, AUTHENTICATE_KNOWN);
+      const call: StrategyCallOptions & { session: false; assignProperty: 'user'; authInfo: false } = {
+        session: false,
+        assignProperty: 'user',
+        authInfo: false,
+        optional: o.optional === true,
+        allowQueryToken: o.allowQueryToken === true,
+      };
+      return passport.authenticate(strategy.name as string, call) as RequestHandler;
+    },
+    strategy: () => new CaduceusStrategy(verifier, store, monitor, { rolesClaim }, 'fail'),
+    jwks() {
+      const set = ring.jwks();
+      if (set.keys.length === 0) {
+        throw new ConfigError('jwks: there are no public keys to serve — HMAC secrets are never published');
+      }
+      const body = JSON.stringify(set);
+      return function jwks(_req, res) {
+        res.set('Cache-Control', 'public, max-age=300');
+        res.type('application/json').send(body);
+      };
+    },
+    counters: () => monitor.counters(),
+    revocation: store,
+    async close() {
+      remote?.close();
+      await store.close();
+    },
+  };
+}
+
+function isRefresh(token: string): boolean {
+  try {
+    const header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8')) as {
+      typ?: unknown;
+    };
+    return header.typ === 'refresh+jwt';
+  } catch {
+    return false;
+  }
+}
+
+/** What caduceus writes into every token itself; not carried over from a refresh token. */
+const OWN_CLAIMS = new Set(['sub', 'email', 'roles', 'iss', 'aud', 'exp', 'iat', 'nbf', 'jti', 'type', 'fam', 'cnf']);
+
+/** The claims of a refresh token as `createTokens()` input (caduceus' own claims removed). */
+function claimsForReissue(claims: Readonly<Record<string, unknown>>): TokenClaims {
+  const rest: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(claims)) if (!OWN_CLAIMS.has(name)) rest[name] = value;
+  return {
+    ...rest,
+    userId: claims.sub as string,
+    email: typeof claims.email === 'string' ? claims.email : undefined,
+    roles: Array.isArray(claims.roles) ? (claims.roles as string[]) : undefined,
+  };
+}

@@ -1,0 +1,90 @@
+import type { Logger } from '../logging/index.js';
+import { logSecurityEvent } from '../logging/index.js';
+import type { AuthEvent, AuthFailureReason } from './types.js';
+
+/** Counts of authentication outcomes since start: what the metrics endpoint exposes. */
+export interface AuthCounters {
+  readonly success: number;
+  readonly failure: Readonly<Partial<Record<AuthFailureReason, number>>>;
+  readonly issued: number;
+  readonly refreshed: number;
+  readonly revoked: number;
+  readonly refreshReuse: number;
+}
+
+/**
+ * Where authentication events go: counters (always), the security log (failures, revocations,
+ * refresh reuse; successes only at debug level — one line per request would cost more than the
+ * verification), and the application's `onEvent` hook.
+ */
+export class AuthMonitor {
+  readonly #logger: Logger;
+  readonly #onEvent: ((event: AuthEvent) => void) | undefined;
+  #success = 0;
+  #issued = 0;
+  #refreshed = 0;
+  #revoked = 0;
+  #reuse = 0;
+  readonly #failure = new Map<AuthFailureReason, number>();
+
+  constructor(logger: Logger, onEvent: ((event: AuthEvent) => void) | undefined) {
+    this.#logger = logger;
+    this.#onEvent = onEvent;
+  }
+
+  success(userId: string): void {
+    this.#success++;
+    if (this.#logger.isDebugEnabled()) this.#logger.debug('authenticated', { user_id: userId, category: 'security' });
+    this.#emit({ type: 'success', userId });
+  }
+
+  failure(reason: AuthFailureReason): void {
+    this.#failure.set(reason, (this.#failure.get(reason) ?? 0) + 1);
+    logSecurityEvent(this.#logger, 'authentication_failed', { reason }, reason === 'revoked' ? 'high' : 'medium');
+    this.#emit({ type: 'failure', reason });
+  }
+
+  issued(userId: string): void {
+    this.#issued++;
+    this.#logger.info('tokens issued', { user_id: userId, category: 'security', security_event: 'tokens_issued' });
+    this.#emit({ type: 'issued', userId });
+  }
+
+  refreshed(userId: string): void {
+    this.#refreshed++;
+    this.#logger.info('tokens refreshed', { user_id: userId, category: 'security', security_event: 'token_refresh' });
+    this.#emit({ type: 'refresh', userId });
+  }
+
+  revoked(userId: string | undefined, family: boolean): void {
+    this.#revoked++;
+    logSecurityEvent(this.#logger, 'token_revoked', { user_id: userId, family }, 'low');
+    this.#emit({ type: 'revoked', userId, reason: family ? 'family' : 'token' });
+  }
+
+  refreshReuse(userId: string): void {
+    this.#reuse++;
+    logSecurityEvent(this.#logger, 'refresh_token_reuse', { user_id: userId, action: 'family_revoked' }, 'high');
+    this.#emit({ type: 'refresh_reuse', userId, reason: 'refresh_reuse' });
+  }
+
+  counters(): AuthCounters {
+    return {
+      success: this.#success,
+      failure: Object.fromEntries(this.#failure),
+      issued: this.#issued,
+      refreshed: this.#refreshed,
+      revoked: this.#revoked,
+      refreshReuse: this.#reuse,
+    };
+  }
+
+  #emit(event: AuthEvent): void {
+    if (this.#onEvent === undefined) return;
+    try {
+      this.#onEvent(event);
+    } catch (err) {
+      this.#logger.error('auth onEvent hook threw', { error: err });
+    }
+  }
+}

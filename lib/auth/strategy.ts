@@ -1,0 +1,219 @@
+import type { IncomingMessage } from 'node:http';
+import { Strategy as PassportJwtStrategy } from 'passport-jwt';
+import { setUser } from '../context/index.js';
+import { clientCertificateThumbprint } from './mtls.js';
+import type { AuthMonitor } from './monitor.js';
+import type { RevocationStore } from './revocation.js';
+import type { AuthUser } from './types.js';
+import { AuthenticationFailure, type Claims, type TokenVerifier } from './verifier.js';
+
+/** How the strategy reads and accepts tokens; fixed per `createAuth()`. */
+export interface StrategyPolicy {
+  /** Dotted path of the roles claim (`roles`, `realm_access.roles`, …). */
+  readonly rolesClaim: readonly string[];
+}
+
+/** Options `authenticate()` passes through passport to the strategy for one route. */
+export interface StrategyCallOptions {
+  readonly optional?: boolean;
+  readonly allowQueryToken?: boolean;
+}
+
+const EMPTY: readonly string[] = Object.freeze([]);
+const QUERY_TOKEN = 'access_token=';
+
+/**
+ * Our passport strategy: a passport-jwt `Strategy` (so `instanceof`, `name` and passport's
+ * chaining work as usual) whose verification is caduceus' own `TokenVerifier` — passport-jwt's
+ * jsonwebtoken path has no EdDSA, takes no `kid` ring, and its verifier hook is process-global.
+ *
+ * In `'error'` mode (what `authenticate()` uses) a rejected token ends the chain with our 401
+ * error so `errors()` renders it; in `'fail'` mode (for applications' own passport chains)
+ * it calls `fail(error, 401)` so passport can try the next strategy.
+ */
+export class CaduceusStrategy extends PassportJwtStrategy {
+  // Plain (not #private) members: passport calls authenticate() on Object.create(strategy) per
+  // request, and #private fields are not reachable through a prototype.
+  private readonly verifier: TokenVerifier;
+  private readonly store: RevocationStore;
+  private readonly monitor: AuthMonitor;
+  private readonly policy: StrategyPolicy;
+  private readonly mode: 'error' | 'fail';
+  private readonly users = new WeakMap<Claims, Pick<AuthUser, 'roles' | 'scopes' | 'email'>>();
+
+  constructor(
+    verifier: TokenVerifier,
+    store: RevocationStore,
+    monitor: AuthMonitor,
+    policy: StrategyPolicy,
+    mode: 'error' | 'fail',
+  ) {
+    super(
+      {
+        jwtFromRequest: () => null,
+        secretOrKeyProvider: (_req, _token, done) => {
+          done(new Error('caduceus verifies tokens itself'));
+        },
+      },
+      (_payload: unknown, done: (err: unknown, user?: unknown) => void) => {
+        done(null, false);
+      },
+    );
+    this.name = 'caduceus-jwt';
+    this.verifier = verifier;
+    this.store = store;
+    this.monitor = monitor;
+    this.policy = policy;
+    this.mode = mode;
+  }
+
+  override authenticate(req: IncomingMessage & { query?: unknown }, options?: StrategyCallOptions): void {
+    let token: string | undefined;
+    try {
+      token = extract(req, options?.allowQueryToken === true);
+    } catch (err) {
+      this.reject(err);
+      return;
+    }
+    if (token === undefined) {
+      if (options?.optional === true) this.pass();
+      else this.reject(new AuthenticationFailure('missing'));
+      return;
+    }
+    try {
+      const claims = this.verifier.verify(token, 'access');
+      if (claims instanceof Promise) {
+        claims.then(
+          (c) => {
+            this.admit(req, c);
+          },
+          (err: unknown) => {
+            this.reject(err);
+          },
+        );
+      } else {
+        this.admit(req, claims);
+      }
+    } catch (err) {
+      this.reject(err);
+    }
+  }
+
+  /** Verify a token outside a request (WebSocket upgrades, queue consumers). */
+  async verify(token: string): Promise<AuthUser> {
+    const claims = await this.verifier.verify(token, 'access');
+    const revoked = await this.revoked(claims);
+    if (revoked) throw new AuthenticationFailure('revoked');
+    return this.user(claims);
+  }
+
+  private admit(req: IncomingMessage, claims: Claims): void {
+    const revoked = this.revoked(claims);
+    if (revoked instanceof Promise) {
+      revoked.then(
+        (r) => {
+          this.finish(req, claims, r);
+        },
+        (err: unknown) => {
+          this.reject(err);
+        },
+      );
+    } else {
+      this.finish(req, claims, revoked);
+    }
+  }
+
+  private finish(req: IncomingMessage, claims: Claims, revoked: boolean): void {
+    if (revoked) {
+      this.reject(new AuthenticationFailure('revoked'));
+      return;
+    }
+    const bound = (claims.cnf as { 'x5t#S256'?: unknown } | undefined)?.['x5t#S256'];
+    if (bound !== undefined && bound !== clientCertificateThumbprint(req)) {
+      this.reject(new AuthenticationFailure('certificate_mismatch'));
+      return;
+    }
+    const user = this.user(claims);
+    setUser(user.id, user.roles, req);
+    this.monitor.success(user.id);
+    this.success(user);
+  }
+
+  private revoked(claims: Claims): boolean | Promise<boolean> {
+    const { jti, fam } = claims;
+    const byJti = typeof jti === 'string' ? this.store.isRevoked(jti) : false;
+    if (byJti === true || typeof fam !== 'string') return byJti;
+    const byFamily = this.store.isRevoked(`fam:${fam}`);
+    if (byJti === false) return byFamily;
+    return Promise.all([byJti, byFamily]).then(([a, b]) => a || b);
+  }
+
+  private user(claims: Claims): AuthUser {
+    let derived = this.users.get(claims);
+    if (derived === undefined) {
+      derived = {
+        roles: Object.freeze(stringList(pick(claims, this.policy.rolesClaim))),
+        scopes: Object.freeze(scopesOf(claims)),
+        email: typeof claims.email === 'string' ? claims.email : undefined,
+      };
+      Object.freeze(claims);
+      this.users.set(claims, derived);
+    }
+    return {
+      id: claims.sub as string,
+      email: derived.email,
+      roles: derived.roles,
+      scopes: derived.scopes,
+      claims,
+      via: 'token',
+    };
+  }
+
+  private reject(err: unknown): void {
+    if (!(err instanceof AuthenticationFailure)) {
+      this.error(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    this.monitor.failure(err.reason);
+    if (this.mode === 'fail') this.fail(err, 401);
+    else this.error(err);
+  }
+}
+
+/** The bearer token of a request: the Authorization header, or `?access_token=` when allowed. */
+function extract(req: IncomingMessage & { query?: unknown }, allowQuery: boolean): string | undefined {
+  const header = req.headers.authorization;
+  if (header !== undefined) {
+    // The scheme is case-insensitive (RFC 9110 §11.1); another scheme is not ours to judge.
+    if (!header.startsWith('Bearer ') && !/^bearer(?: |$)/i.test(header)) return undefined;
+    const token = header.slice(7).trim();
+    if (token.length === 0) throw new AuthenticationFailure('malformed');
+    return token;
+  }
+  if (req.url === undefined || !req.url.includes(QUERY_TOKEN)) return undefined;
+  const value = new URLSearchParams(req.url.slice(req.url.indexOf('?') + 1)).getAll('access_token');
+  if (value.length === 0) return undefined;
+  if (!allowQuery) throw new AuthenticationFailure('query_token');
+  if (value.length > 1 || value[0] === '') throw new AuthenticationFailure('malformed');
+  return value[0];
+}
+
+function pick(claims: Claims, path: readonly string[]): unknown {
+  let node: unknown = claims;
+  for (const part of path) {
+    if (typeof node !== 'object' || node === null) return undefined;
+    node = (node as Record<string, unknown>)[part];
+  }
+  return node;
+}
+
+function stringList(value: unknown): readonly string[] {
+  if (typeof value === 'string') return value === '' ? EMPTY : [value];
+  if (!Array.isArray(value)) return EMPTY;
+  return value.filter((v): v is string => typeof v === 'string' && v !== '');
+}
+
+function scopesOf(claims: Claims): readonly string[] {
+  if (typeof claims.scope === 'string') return claims.scope.split(' ').filter((s) => s !== '');
+  return stringList(claims.scp);
+}

@@ -1,0 +1,82 @@
+import { Redis } from 'ioredis';
+import { ConfigError } from '../errors/index.js';
+import type { Logger } from '../logging/index.js';
+
+export type { Redis } from 'ioredis';
+
+/** A Redis connection as caduceus uses it: the client, and whether closing it is ours to do. */
+export interface RedisConnection {
+  readonly client: Redis;
+  /** A second connection for SUBSCRIBE (a subscribed connection can run no other command). */
+  subscriber(): Redis;
+  /** Close what we opened; a client passed in by the application is left open. */
+  close(): Promise<void>;
+}
+
+/** Connect timeout: an unreachable Redis is reported in this time, not the OS's TCP timeout. */
+const CONNECT_TIMEOUT_MS = 2_000;
+/** A command without an answer in this time rejects (a silent partition fails fast). */
+const COMMAND_TIMEOUT_MS = 1_000;
+
+/**
+ * The one place caduceus opens Redis. Connections fail fast while Redis is down (no offline
+ * queue, one retry per command, command timeout) and reconnect forever with a capped back-off, so
+ * an outage makes callers fall back or answer 503 instead of hanging, and recovery is automatic.
+ * Errors are logged once per outage and the recovery once; the process never crashes on them.
+ */
+export function connectRedis(target: string | Redis, name: string, logger: Logger): RedisConnection {
+  const owned = typeof target === 'string';
+  if (!owned && !(target instanceof Redis)) {
+    throw ConfigError.option(name, 'redis', 'a redis:// URL or an ioredis client', target);
+  }
+  const client = owned ? new Redis(target, clientOptions(name)) : target;
+  const opened: Redis[] = owned ? [client] : [];
+  watch(client, name, logger);
+  return {
+    client,
+    subscriber() {
+      const sub = client.duplicate(clientOptions(`${name}:sub`));
+      opened.push(sub);
+      watch(sub, `${name}:sub`, logger);
+      return sub;
+    },
+    async close() {
+      await Promise.all(
+        opened.splice(0).map(async (c) => {
+          if (c.status === 'end') return;
+          try {
+            await c.quit();
+          } catch {
+            c.disconnect();
+          }
+        }),
+      );
+    },
+  };
+}
+
+function clientOptions(name: string) {
+  return {
+    connectionName: name,
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    commandTimeout: COMMAND_TIMEOUT_MS,
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 3_000),
+  } as const;
+}
+
+function watch(client: Redis, name: string, logger: Logger): void {
+  let down = false;
+  client.on('error', (err: unknown) => {
+    if (down) return;
+    down = true;
+    const code = (err as { code?: unknown }).code;
+    logger.warn('redis unavailable', { redis: name, error_code: typeof code === 'string' ? code : 'ERROR' });
+  });
+  client.on('ready', () => {
+    if (!down) return;
+    down = false;
+    logger.info('redis reconnected', { redis: name });
+  });
+}
