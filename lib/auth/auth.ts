@@ -129,16 +129,17 @@ const AUTHENTICATE_KNOWN = ['optional', 'allowQueryToken'] as const;
 
 function positiveInt(name: string, value: number | undefined, fallback: number, min = 1): number {
   if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < min) throw ConfigError.option('createAuth', name, `an integer ≥ ${min}`, value);
+  if (!Number.isInteger(value) || value < min)
+    throw ConfigError.option('createAuth', name, `an integer ≥ ${min}`, value);
   return value;
 }
 
 function nonEmptyList(name: string, value: string | readonly string[]): readonly string[] {
-  const list = typeof value === 'string' ? [value] : value;
-  if (!Array.isArray(list) || list.length === 0 || !list.every((v) => typeof v === 'string' && v !== '')) {
+  const list: readonly unknown[] = typeof value === 'string' ? [value] : Array.isArray(value) ? value : [];
+  if (list.length === 0 || !list.every((v) => typeof v === 'string' && v !== '')) {
     throw ConfigError.option('createAuth', name, 'a non-empty string or list of them', value);
   }
-  return list;
+  return list as readonly string[];
 }
 
 /**
@@ -158,7 +159,8 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
   const ring = new KeyRing(
     {
       secret: options.secret ?? s.secretKey,
-      previousSecrets: options.previousSecrets ?? (s.previousSecretKey === undefined ? [] : [s.previousSecretKey]),
+      previousSecrets:
+        options.previousSecrets ?? (s.previousSecretKey === undefined ? [] : [s.previousSecretKey]),
       privateKey: options.privateKey ?? s.privateKey,
       keyId: options.keyId ?? s.keyId,
       publicKeys: options.publicKeys ?? s.publicKeys,
@@ -166,14 +168,29 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
     options.algorithm ?? s.algorithm,
   );
   const algorithms = options.algorithms ?? [...new Set([...ring.algorithms(), s.algorithm])];
-  if (!Array.isArray(algorithms) || algorithms.length === 0 || algorithms.some((a) => !String(a).match(/^(HS|RS|PS|ES)(256|384|512)$|^EdDSA$/))) {
-    throw ConfigError.option('createAuth', 'algorithms', 'a non-empty list of HS*/RS*/PS*/ES*/EdDSA (never none)', algorithms);
+  if (
+    !Array.isArray(algorithms) ||
+    algorithms.length === 0 ||
+    algorithms.some((a) => !String(a).match(/^(HS|RS|PS|ES)(256|384|512)$|^EdDSA$/))
+  ) {
+    throw ConfigError.option(
+      'createAuth',
+      'algorithms',
+      'a non-empty list of HS*/RS*/PS*/ES*/EdDSA (never none)',
+      algorithms,
+    );
   }
   const issuers = nonEmptyList('issuer', options.issuer ?? s.issuer);
   const audience = nonEmptyList('audience', options.audience ?? s.audience);
-  const toleranceSeconds = positiveInt('clockToleranceSeconds', options.clockToleranceSeconds, s.clockToleranceSeconds, 0);
+  const toleranceSeconds = positiveInt(
+    'clockToleranceSeconds',
+    options.clockToleranceSeconds,
+    s.clockToleranceSeconds,
+    0,
+  );
   const jwksUrl = options.jwksUrl === false ? undefined : (options.jwksUrl ?? s.jwksUrl);
-  const remote = jwksUrl === undefined ? undefined : new RemoteJwks({ ...options.jwks, url: jwksUrl, logger });
+  const remote =
+    jwksUrl === undefined ? undefined : new RemoteJwks({ ...options.jwks, url: jwksUrl, logger });
   const verifier = new TokenVerifier(ring, remote, {
     algorithms: new Set(algorithms),
     issuer: issuers,
@@ -183,8 +200,16 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
     requiredClaims: options.requiredClaims ?? [],
     cacheSize: positiveInt('cacheSize', options.cacheSize, 1000, 0),
   });
-  const accessTtl = positiveInt('accessTokenTtlSeconds', options.accessTokenTtlSeconds, s.accessTokenExpireMinutes * 60);
-  const refreshTtl = positiveInt('refreshTokenTtlSeconds', options.refreshTokenTtlSeconds, s.refreshTokenExpireDays * 86_400);
+  const accessTtl = positiveInt(
+    'accessTokenTtlSeconds',
+    options.accessTokenTtlSeconds,
+    s.accessTokenExpireMinutes * 60,
+  );
+  const refreshTtl = positiveInt(
+    'refreshTokenTtlSeconds',
+    options.refreshTokenTtlSeconds,
+    s.refreshTokenExpireDays * 86_400,
+  );
   const issuer = new TokenIssuer(ring.signing, {
     issuer: issuers[0] as string,
     audience: audience.length === 1 ? (audience[0] as string) : audience,
@@ -196,7 +221,11 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
     options.revocation ??
     (redis === undefined
       ? memoryRevocationStore()
-      : redisRevocationStore(connectRedis(redis, 'auth', logger), options.keyPrefix ?? 'caduceus:auth:', logger));
+      : redisRevocationStore(
+          connectRedis(redis, 'auth', logger),
+          options.keyPrefix ?? 'caduceus:auth:',
+          logger,
+        ));
   if (store.kind === 'memory' && options.revocation === undefined) {
     logger.info('token revocation list kept in memory (set REDIS_URL to share it between instances)');
   }
@@ -264,7 +293,8 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
       throw new TypeError('revokeToken: expected a token, a jti or req.user');
     }
     if (typeof jti === 'string' && expiresAt > Date.now()) await store.revoke(jti, expiresAt);
-    if (revoke.family === true && typeof fam === 'string') await store.revoke(`fam:${fam}`, Date.now() + refreshTtl * 1000);
+    if (revoke.family === true && typeof fam === 'string')
+      await store.revoke(`fam:${fam}`, Date.now() + refreshTtl * 1000);
     monitor.revoked(userId, revoke.family === true);
   };
 
@@ -286,7 +316,7 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
         optional: o.optional === true,
         allowQueryToken: o.allowQueryToken === true,
       };
-      return passport.authenticate(strategy.name as string, call) as RequestHandler;
+      return passport.authenticate(strategy.name, call) as RequestHandler;
     },
     strategy: () => new CaduceusStrategy(verifier, store, monitor, { rolesClaim }, 'fail'),
     jwks() {
@@ -311,7 +341,9 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
 
 function isRefresh(token: string): boolean {
   try {
-    const header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8')) as {
+    const header = JSON.parse(
+      Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8'),
+    ) as {
       typ?: unknown;
     };
     return header.typ === 'refresh+jwt';
@@ -321,7 +353,20 @@ function isRefresh(token: string): boolean {
 }
 
 /** What caduceus writes into every token itself; not carried over from a refresh token. */
-const OWN_CLAIMS = new Set(['sub', 'email', 'roles', 'iss', 'aud', 'exp', 'iat', 'nbf', 'jti', 'type', 'fam', 'cnf']);
+const OWN_CLAIMS = new Set([
+  'sub',
+  'email',
+  'roles',
+  'iss',
+  'aud',
+  'exp',
+  'iat',
+  'nbf',
+  'jti',
+  'type',
+  'fam',
+  'cnf',
+]);
 
 /** The claims of a refresh token as `createTokens()` input (caduceus' own claims removed). */
 function claimsForReissue(claims: Readonly<Record<string, unknown>>): TokenClaims {

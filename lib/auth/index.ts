@@ -1,5 +1,11 @@
 import type { RequestHandler } from 'express';
-import { type Auth, type AuthenticateOptions, type AuthOptions, createAuth, type RevokeOptions } from './auth.js';
+import {
+  type Auth,
+  type AuthenticateOptions,
+  type AuthOptions,
+  createAuth,
+  type RevokeOptions,
+} from './auth.js';
 import type { IssueOptions, TokenClaims, TokenPair } from './tokens.js';
 import type { AuthUser } from './types.js';
 

@@ -37,8 +37,6 @@ function algorithmsFor(key: KeyObject): readonly JwtAlgorithm[] {
   switch (key.asymmetricKeyType) {
     case 'rsa':
       return ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'];
-    case 'rsa-pss':
-      return ['PS256', 'PS384', 'PS512'];
     case 'ec': {
       const alg = CURVE_ALG[key.asymmetricKeyDetails?.namedCurve ?? ''];
       return alg === undefined ? [] : [alg];
@@ -95,18 +93,32 @@ export class KeyRing {
     if (options.publicKeys !== undefined) this.#addPublic(options.publicKeys);
   }
 
-  #asymmetric(input: string | Buffer | KeyObject, keyId: string | undefined, configured: JwtAlgorithm): SigningKey {
+  #asymmetric(
+    input: string | Buffer | KeyObject,
+    keyId: string | undefined,
+    configured: JwtAlgorithm,
+  ): SigningKey {
     let key: KeyObject;
     try {
-      key = typeof input === 'object' && 'type' in input && !Buffer.isBuffer(input) ? input : createPrivateKey(input);
+      key =
+        typeof input === 'object' && 'type' in input && !Buffer.isBuffer(input)
+          ? input
+          : createPrivateKey(input);
     } catch {
       throw ConfigError.option('auth', 'privateKey', 'a PEM private key', '[unreadable key]');
     }
-    if (key.type !== 'private') throw ConfigError.option('auth', 'privateKey', 'a private key', `a ${key.type} key`);
+    if (key.type !== 'private')
+      throw ConfigError.option('auth', 'privateKey', 'a private key', `a ${key.type} key`);
     const possible = algorithmsFor(key);
     const bits = key.asymmetricKeyDetails?.modulusLength;
     if (possible.length === 0 || (bits !== undefined && bits < 2048)) {
-      throw ConfigError.option('auth', 'privateKey', 'RSA ≥ 2048 bits, EC P-256/384/521 or Ed25519', 'another key');
+      // RSASSA-PSS-only keys (id-RSASSA-PSS) cannot be published as JWKs: use a plain RSA key with PS256.
+      throw ConfigError.option(
+        'auth',
+        'privateKey',
+        'RSA ≥ 2048 bits (RS* or PS*), EC P-256/384/521 or Ed25519',
+        `a ${key.asymmetricKeyType ?? 'different'} key`,
+      );
     }
     // JWT_ALGORITHM defaults to HS256; with a private key the key's own algorithm applies.
     const alg = configured.startsWith('HS') ? (possible[0] as JwtAlgorithm) : configured;
@@ -132,20 +144,29 @@ export class KeyRing {
       }
     }
     const keys = (doc as { keys?: unknown } | null)?.keys;
-    if (!Array.isArray(keys)) throw ConfigError.option('auth', 'publicKeys', 'a JWKS ({"keys": [...]})', typeof doc);
+    if (!Array.isArray(keys))
+      throw ConfigError.option('auth', 'publicKeys', 'a JWKS ({"keys": [...]})', typeof doc);
     keys.forEach((jwk: unknown, i) => {
       const key = jwkToVerificationKey(jwk);
       if (key === undefined) {
-        throw ConfigError.option('auth', `publicKeys.keys[${i}]`, 'a public signature JWK with a kid', '[rejected key]');
+        throw ConfigError.option(
+          'auth',
+          `publicKeys.keys[${i}]`,
+          'a public signature JWK with a kid',
+          '[rejected key]',
+        );
       }
       this.#add(key);
-      this.#publicJwks.push(publicJwk(createPublicKey({ key: jwk as never, format: 'jwk' }), key.kid ?? '', key.alg));
+      this.#publicJwks.push(
+        publicJwk(createPublicKey({ key: jwk as never, format: 'jwk' }), key.kid ?? '', key.alg),
+      );
     });
   }
 
   #add(key: VerificationKey): void {
     const kid = key.kid ?? '';
-    if (this.#verify.has(kid)) throw ConfigError.option('auth', 'keys', 'distinct key ids', `a second "${kid}"`);
+    if (this.#verify.has(kid))
+      throw ConfigError.option('auth', 'keys', 'distinct key ids', `a second "${kid}"`);
     this.#verify.set(kid, key);
   }
 

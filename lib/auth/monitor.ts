@@ -34,25 +34,39 @@ export class AuthMonitor {
 
   success(userId: string): void {
     this.#success++;
-    if (this.#logger.isDebugEnabled()) this.#logger.debug('authenticated', { user_id: userId, category: 'security' });
+    if (this.#logger.isDebugEnabled())
+      this.#logger.debug('authenticated', { user_id: userId, category: 'security' });
     this.#emit({ type: 'success', userId });
   }
 
   failure(reason: AuthFailureReason): void {
     this.#failure.set(reason, (this.#failure.get(reason) ?? 0) + 1);
-    logSecurityEvent(this.#logger, 'authentication_failed', { reason }, reason === 'revoked' ? 'high' : 'medium');
+    logSecurityEvent(
+      this.#logger,
+      'authentication_failed',
+      { reason },
+      reason === 'revoked' ? 'high' : 'medium',
+    );
     this.#emit({ type: 'failure', reason });
   }
 
   issued(userId: string): void {
     this.#issued++;
-    this.#logger.info('tokens issued', { user_id: userId, category: 'security', security_event: 'tokens_issued' });
+    this.#logger.info('tokens issued', {
+      user_id: userId,
+      category: 'security',
+      security_event: 'tokens_issued',
+    });
     this.#emit({ type: 'issued', userId });
   }
 
   refreshed(userId: string): void {
     this.#refreshed++;
-    this.#logger.info('tokens refreshed', { user_id: userId, category: 'security', security_event: 'token_refresh' });
+    this.#logger.info('tokens refreshed', {
+      user_id: userId,
+      category: 'security',
+      security_event: 'token_refresh',
+    });
     this.#emit({ type: 'refresh', userId });
   }
 
@@ -64,7 +78,12 @@ export class AuthMonitor {
 
   refreshReuse(userId: string): void {
     this.#reuse++;
-    logSecurityEvent(this.#logger, 'refresh_token_reuse', { user_id: userId, action: 'family_revoked' }, 'high');
+    logSecurityEvent(
+      this.#logger,
+      'refresh_token_reuse',
+      { user_id: userId, action: 'family_revoked' },
+      'high',
+    );
     this.#emit({ type: 'refresh_reuse', userId, reason: 'refresh_reuse' });
   }
 

@@ -14,7 +14,7 @@ const KEY_BYTES = 32;
 const SALT_BYTES = 16;
 /** Longer inputs are refused: hashing megabytes is a denial of service, not a password. */
 const MAX_PASSWORD_BYTES = 1024;
-const FORMAT = /^\$scrypt\$n=(\d+),r=(\d+),p=(\d+)\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)$/;
+const FORMAT = /^\$scrypt\$n=(\d+),r=(\d+),p=(\d+)\$([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]+={0,2})$/;
 
 function derive(password: string, salt: Buffer, n: number, r: number, p: number): Promise<Buffer> {
   const options: ScryptOptions = { N: n, r, p, maxmem: 256 * n * r + 1024 * 1024 };
@@ -27,21 +27,28 @@ function derive(password: string, salt: Buffer, n: number, r: number, p: number)
 }
 
 function checkPassword(password: unknown): asserts password is string {
-  if (typeof password !== 'string' || password.length === 0) throw new TypeError('password must be a non-empty string');
-  if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES) throw new RangeError(`password longer than ${MAX_PASSWORD_BYTES} bytes`);
+  if (typeof password !== 'string' || password.length === 0)
+    throw new TypeError('password must be a non-empty string');
+  if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES)
+    throw new RangeError(`password longer than ${MAX_PASSWORD_BYTES} bytes`);
 }
 
 /**
  * Hash a password with scrypt (node:crypto, off the event loop) into a self-describing string:
  * `$scrypt$n=32768,r=8,p=1$<salt>$<hash>`. Store that string; pass it to `verifyPassword()`.
  */
-export async function hashPassword(password: string, options: Readonly<PasswordHashOptions> = {}): Promise<string> {
+export async function hashPassword(
+  password: string,
+  options: Readonly<PasswordHashOptions> = {},
+): Promise<string> {
   checkPassword(password);
   const n = options.cost ?? 32_768;
   const r = options.blockSize ?? 8;
   const p = options.parallelization ?? 1;
-  if (!Number.isInteger(n) || n < 1024 || (n & (n - 1)) !== 0) throw new RangeError(`cost must be a power of two ≥ 1024, got ${n}`);
-  if (!Number.isInteger(r) || r < 1 || !Number.isInteger(p) || p < 1) throw new RangeError('blockSize and parallelization must be positive integers');
+  if (!Number.isInteger(n) || n < 1024 || (n & (n - 1)) !== 0)
+    throw new RangeError(`cost must be a power of two ≥ 1024, got ${n}`);
+  if (!Number.isInteger(r) || r < 1 || !Number.isInteger(p) || p < 1)
+    throw new RangeError('blockSize and parallelization must be positive integers');
   const salt = randomBytes(SALT_BYTES);
   const key = await derive(password, salt, n, r, p);
   return `$scrypt$n=${n},r=${r},p=${p}$${salt.toString('base64')}$${key.toString('base64')}`;
@@ -52,7 +59,11 @@ export async function hashPassword(password: string, options: Readonly<PasswordH
  * or foreign hash is false, never an exception, so a corrupt row cannot become a 500 at login.
  */
 export async function verifyPassword(password: string, hash: string): Promise<boolean> {
-  if (typeof password !== 'string' || password.length === 0 || Buffer.byteLength(password) > MAX_PASSWORD_BYTES) {
+  if (
+    typeof password !== 'string' ||
+    password.length === 0 ||
+    Buffer.byteLength(password) > MAX_PASSWORD_BYTES
+  ) {
     return false;
   }
   const match = typeof hash === 'string' ? FORMAT.exec(hash) : null;

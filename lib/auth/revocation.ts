@@ -90,7 +90,11 @@ const unavailable = (cause: unknown) =>
  * token costs no round trip. While Redis is down the last known list keeps being enforced;
  * revocations and refreshes fail with 503 rather than pretend to succeed.
  */
-export function redisRevocationStore(connection: RedisConnection, prefix: string, logger: Logger): RevocationStore {
+export function redisRevocationStore(
+  connection: RedisConnection,
+  prefix: string,
+  logger: Logger,
+): RevocationStore {
   const redis = connection.client;
   const channel = `${prefix}revocations`;
   const revokedKey = (id: string) => `${prefix}revoked:${id}`;

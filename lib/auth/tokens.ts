@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { createSigner } from 'fast-jwt';
-import type { JwtAlgorithm } from '../config/index.js';
 import type { SigningKey } from './keys.js';
 
 /** What `createTokens()` takes: the seed's `user_id`, `email`, `roles`, plus claims of your own. */
@@ -51,14 +50,8 @@ export class TokenIssuer {
   readonly #policy: IssuerPolicy;
 
   constructor(key: SigningKey, policy: IssuerPolicy) {
-    const signer = (typ: string) =>
-      createSigner({
-        key: key.material,
-        algorithm: key.alg as Exclude<JwtAlgorithm, 'none'>,
-        kid: key.kid,
-        noTimestamp: true,
-        header: { alg: key.alg, typ },
-      }) as (payload: Record<string, unknown>) => string;
+    const signer = (typ: string): ((payload: Record<string, unknown>) => string) =>
+      createSigner({ key: key.material, algorithm: key.alg, kid: key.kid, header: { alg: key.alg, typ } });
     // RFC 9068's media type for access tokens; refresh tokens get their own, so neither passes as the other.
     this.#access = signer('at+jwt');
     this.#refresh = signer('refresh+jwt');
@@ -107,12 +100,17 @@ function readClaims(input: TokenClaims): Record<string, unknown> {
   if (typeof sub !== 'string' || sub.length === 0 || sub.length > 256) {
     throw new TypeError('createTokens: userId must be a non-empty string or a number');
   }
-  if (email !== undefined && typeof email !== 'string') throw new TypeError('createTokens: email must be a string');
-  if (roles !== undefined && (!Array.isArray(roles) || !roles.every((r) => typeof r === 'string' && r !== ''))) {
+  if (email !== undefined && typeof email !== 'string')
+    throw new TypeError('createTokens: email must be a string');
+  if (
+    roles !== undefined &&
+    (!Array.isArray(roles) || !roles.every((r) => typeof r === 'string' && r !== ''))
+  ) {
     throw new TypeError('createTokens: roles must be an array of non-empty strings');
   }
   for (const name of Object.keys(rest)) {
-    if (RESERVED.has(name)) throw new TypeError(`createTokens: "${name}" is set by caduceus and cannot be passed`);
+    if (RESERVED.has(name))
+      throw new TypeError(`createTokens: "${name}" is set by caduceus and cannot be passed`);
   }
   return { sub, ...(email === undefined ? {} : { email }), roles: roles ?? [], ...rest };
 }

@@ -47,7 +47,8 @@ export type AuthFailureReason =
 /** An authentication event, counted and written to the security log. */
 export interface AuthEvent {
   readonly type: 'success' | 'failure' | 'issued' | 'refresh' | 'revoked' | 'refresh_reuse' | 'certificate';
-  readonly reason?: AuthFailureReason | string;
+  /** The failure reason (`AuthFailureReason`), or what was revoked: `token` / `family`. */
+  readonly reason?: string;
   /** The user or service id when known (never a token, never a claim value other than the id). */
   readonly userId?: string | undefined;
 }

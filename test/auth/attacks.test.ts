@@ -39,8 +39,16 @@ describe.each(eachExpress)('JWT attacks on %s', (_name, variant) => {
   }
 
   it('accepts the real token (the baseline every attack is measured against)', async () => {
-    const res = await request(hsApp).get('/me').set('Authorization', `Bearer ${good.access_token}`).expect(200);
-    expect(res.body.user).toMatchObject({ id: 'user-1', email: 'ada@example.org', roles: ['patient'], via: 'token' });
+    const res = await request(hsApp)
+      .get('/me')
+      .set('Authorization', `Bearer ${good.access_token}`)
+      .expect(200);
+    expect(res.body.user).toMatchObject({
+      id: 'user-1',
+      email: 'ada@example.org',
+      roles: ['patient'],
+      via: 'token',
+    });
     expect(res.body.context).toBe('user-1');
   });
 
@@ -54,16 +62,34 @@ describe.each(eachExpress)('JWT attacks on %s', (_name, variant) => {
 
   it('refuses HS256 signed with the RSA public key (algorithm confusion)', async () => {
     const rsKid = headerOf(rs.createTokens({ userId: 'x' }).access_token).kid;
-    const forged = forge({ alg: 'HS256', typ: 'at+jwt', kid: rsKid }, accessClaims({ roles: ['admin'] }), rsaPublicPem);
+    const forged = forge(
+      { alg: 'HS256', typ: 'at+jwt', kid: rsKid },
+      accessClaims({ roles: ['admin'] }),
+      rsaPublicPem,
+    );
     await rejected(rsApp, forged);
     // Even when the allow-list is widened to HMAC, the RSA key verifies RS256 only.
-    const wide = core.createAuth({ settings, privateKey: rsa.privateKey, algorithms: ['RS256', 'HS256'], redis: false });
+    const wide = core.createAuth({
+      settings,
+      privateKey: rsa.privateKey,
+      algorithms: ['RS256', 'HS256'],
+      redis: false,
+    });
     await rejected(authApp(variant, wide), forged);
     await wide.close();
   });
 
   it('refuses unknown, path-traversal, SQL and non-string kids', async () => {
-    for (const bad of ['unknown', '../../../../etc/passwd', "' OR '1'='1' --", '/dev/null', 'a'.repeat(300), 42, null, ['x']]) {
+    for (const bad of [
+      'unknown',
+      '../../../../etc/passwd',
+      "' OR '1'='1' --",
+      '/dev/null',
+      'a'.repeat(300),
+      42,
+      null,
+      ['x'],
+    ]) {
       await rejected(hsApp, forge({ alg: 'HS256', typ: 'at+jwt', kid: bad }, accessClaims(), SECRET));
     }
   });
@@ -81,7 +107,14 @@ describe.each(eachExpress)('JWT attacks on %s', (_name, variant) => {
     try {
       for (const extra of [{ jku: url }, { x5u: url }, { jwk }, { x5c: ['MIIB'] }]) {
         await rejected(hsApp, forge({ alg: 'HS256', typ: 'at+jwt', kid, ...extra }, accessClaims(), SECRET));
-        await rejected(rsApp, forge({ alg: 'RS256', typ: 'at+jwt', kid: 'attacker', ...extra }, accessClaims(), attacker.privateKey));
+        await rejected(
+          rsApp,
+          forge(
+            { alg: 'RS256', typ: 'at+jwt', kid: 'attacker', ...extra },
+            accessClaims(),
+            attacker.privateKey,
+          ),
+        );
       }
       expect(hits).toBe(0);
     } finally {
@@ -90,16 +123,32 @@ describe.each(eachExpress)('JWT attacks on %s', (_name, variant) => {
   });
 
   it('refuses crit, b64=false and JWE-shaped tokens', async () => {
-    await rejected(hsApp, forge({ alg: 'HS256', typ: 'at+jwt', kid, crit: ['exp'], exp: 1 }, accessClaims(), SECRET));
-    await rejected(hsApp, forge({ alg: 'HS256', typ: 'at+jwt', kid, b64: false, crit: ['b64'] }, accessClaims(), SECRET));
+    await rejected(
+      hsApp,
+      forge({ alg: 'HS256', typ: 'at+jwt', kid, crit: ['exp'], exp: 1 }, accessClaims(), SECRET),
+    );
+    await rejected(
+      hsApp,
+      forge({ alg: 'HS256', typ: 'at+jwt', kid, b64: false, crit: ['b64'] }, accessClaims(), SECRET),
+    );
     await rejected(hsApp, `${b64({ alg: 'dir', enc: 'A256GCM' })}..aXY.Y2lwaGVy.dGFn`);
   });
 
   it('says TOKEN_EXPIRED for an expired token and TOKEN_INVALID for nbf/iat in the future beyond tolerance', async () => {
     const now = Math.floor(Date.now() / 1000);
-    await rejected(hsApp, forge({ alg: 'HS256', typ: 'at+jwt', kid }, accessClaims({ iat: now - 900, exp: now - 60 }), SECRET), 'TOKEN_EXPIRED');
-    await rejected(hsApp, forge({ alg: 'HS256', typ: 'at+jwt', kid }, accessClaims({ nbf: now + 120 }), SECRET));
-    await rejected(hsApp, forge({ alg: 'HS256', typ: 'at+jwt', kid }, accessClaims({ iat: now + 120 }), SECRET));
+    await rejected(
+      hsApp,
+      forge({ alg: 'HS256', typ: 'at+jwt', kid }, accessClaims({ iat: now - 900, exp: now - 60 }), SECRET),
+      'TOKEN_EXPIRED',
+    );
+    await rejected(
+      hsApp,
+      forge({ alg: 'HS256', typ: 'at+jwt', kid }, accessClaims({ nbf: now + 120 }), SECRET),
+    );
+    await rejected(
+      hsApp,
+      forge({ alg: 'HS256', typ: 'at+jwt', kid }, accessClaims({ iat: now + 120 }), SECRET),
+    );
     // Within the 30 s default tolerance, skewed clocks are forgiven.
     for (const skew of [{ nbf: now + 10 }, { iat: now + 10 }, { exp: now - 10 }]) {
       const token = forge({ alg: 'HS256', typ: 'at+jwt', kid }, accessClaims(skew), SECRET);
@@ -109,20 +158,32 @@ describe.each(eachExpress)('JWT attacks on %s', (_name, variant) => {
 
   it('refuses the wrong issuer or audience, and audiences given as arrays without ours', async () => {
     await rejected(hsApp, forge({ alg: 'HS256', typ: 'at+jwt', kid }, accessClaims({ iss: 'evil' }), SECRET));
-    await rejected(hsApp, forge({ alg: 'HS256', typ: 'at+jwt', kid }, accessClaims({ aud: 'other-api' }), SECRET));
-    await rejected(hsApp, forge({ alg: 'HS256', typ: 'at+jwt', kid }, accessClaims({ aud: ['a', 'b'] }), SECRET));
+    await rejected(
+      hsApp,
+      forge({ alg: 'HS256', typ: 'at+jwt', kid }, accessClaims({ aud: 'other-api' }), SECRET),
+    );
+    await rejected(
+      hsApp,
+      forge({ alg: 'HS256', typ: 'at+jwt', kid }, accessClaims({ aud: ['a', 'b'] }), SECRET),
+    );
     // A missing claim is not a passing claim: fast-jwt skips absent iss/aud unless they are required.
     const { iss: _i, ...noIss } = accessClaims();
     await rejected(hsApp, forge({ alg: 'HS256', typ: 'at+jwt', kid }, noIss, SECRET));
     const { aud: _a, ...noAud } = accessClaims();
     await rejected(hsApp, forge({ alg: 'HS256', typ: 'at+jwt', kid }, noAud, SECRET));
-    await rejected(hsApp, forge({ alg: 'HS256', typ: 'at+jwt', kid }, accessClaims({ iss: ['caduceus-test'] }), SECRET));
+    await rejected(
+      hsApp,
+      forge({ alg: 'HS256', typ: 'at+jwt', kid }, accessClaims({ iss: ['caduceus-test'] }), SECRET),
+    );
   });
 
   it('requires exp (as a number) and sub', async () => {
     const { exp: _e, ...noExp } = accessClaims();
     await rejected(hsApp, forge({ alg: 'HS256', typ: 'at+jwt', kid }, noExp, SECRET));
-    await rejected(hsApp, forge({ alg: 'HS256', typ: 'at+jwt', kid }, accessClaims({ exp: '9999999999' }), SECRET));
+    await rejected(
+      hsApp,
+      forge({ alg: 'HS256', typ: 'at+jwt', kid }, accessClaims({ exp: '9999999999' }), SECRET),
+    );
     const { sub: _s, ...noSub } = accessClaims();
     await rejected(hsApp, forge({ alg: 'HS256', typ: 'at+jwt', kid }, noSub, SECRET));
   });
@@ -153,7 +214,10 @@ describe.each(eachExpress)('JWT attacks on %s', (_name, variant) => {
   });
 
   it('refuses an oversized token before doing any crypto', async () => {
-    const res = await rejected(hsApp, forge({ alg: 'HS256', typ: 'at+jwt', kid }, accessClaims({ pad: 'x'.repeat(9000) }), SECRET));
+    const res = await rejected(
+      hsApp,
+      forge({ alg: 'HS256', typ: 'at+jwt', kid }, accessClaims({ pad: 'x'.repeat(9000) }), SECRET),
+    );
     expect(res.body.error).toBe('Token is too large');
   });
 
@@ -174,23 +238,35 @@ describe.each(eachExpress)('JWT attacks on %s', (_name, variant) => {
     const first = await hs.refreshTokens(login.refresh_token);
     await request(hsApp).get('/me').set('Authorization', `Bearer ${first.access_token}`).expect(200);
     // The stolen copy of the original refresh token is replayed.
-    await expect(hs.refreshTokens(login.refresh_token)).rejects.toMatchObject({ status: 401, code: 'TOKEN_REVOKED' });
+    await expect(hs.refreshTokens(login.refresh_token)).rejects.toMatchObject({
+      status: 401,
+      code: 'TOKEN_REVOKED',
+    });
     // …and now neither the thief nor the client holds a working token of that login.
     await rejected(hsApp, first.access_token, 'TOKEN_REVOKED');
     await rejected(hsApp, login.access_token, 'TOKEN_REVOKED');
     await expect(hs.refreshTokens(first.refresh_token)).rejects.toMatchObject({ code: 'TOKEN_REVOKED' });
     expect(hs.counters().refreshReuse).toBeGreaterThanOrEqual(1);
-    expect(captured.lines().some((l) => l.security_event === 'refresh_token_reuse' && l.user_id === 'user-4')).toBe(true);
+    expect(
+      captured.lines().some((l) => l.security_event === 'refresh_token_reuse' && l.user_id === 'user-4'),
+    ).toBe(true);
   });
 
   it('keeps access and refresh tokens apart', async () => {
     const pair = hs.createTokens({ userId: 'user-5' });
     await rejected(hsApp, pair.refresh_token);
-    await expect(hs.refreshTokens(pair.access_token)).rejects.toMatchObject({ status: 401, code: 'TOKEN_INVALID' });
+    await expect(hs.refreshTokens(pair.access_token)).rejects.toMatchObject({
+      status: 401,
+      code: 'TOKEN_INVALID',
+    });
     // A refresh-typed payload under an access header (and the reverse) is refused too.
-    const refreshClaims = JSON.parse(Buffer.from(pair.refresh_token.split('.')[1] as string, 'base64url').toString()) as Record<string, unknown>;
+    const refreshClaims = JSON.parse(
+      Buffer.from(pair.refresh_token.split('.')[1] as string, 'base64url').toString(),
+    ) as Record<string, unknown>;
     await rejected(hsApp, forge({ alg: 'HS256', typ: 'at+jwt', kid }, refreshClaims, SECRET));
-    await expect(hs.refreshTokens(forge({ alg: 'HS256', typ: 'refresh+jwt', kid }, accessClaims(), SECRET))).rejects.toMatchObject({
+    await expect(
+      hs.refreshTokens(forge({ alg: 'HS256', typ: 'refresh+jwt', kid }, accessClaims(), SECRET)),
+    ).rejects.toMatchObject({
       code: 'TOKEN_INVALID',
     });
   });
@@ -212,12 +288,16 @@ describe.each(eachExpress)('JWT attacks on %s', (_name, variant) => {
   it('answers 401, never 500 or 200, for any mutation of a valid token (property)', async () => {
     const token = good.access_token;
     await fc.assert(
-      fc.asyncProperty(fc.nat(token.length - 1), fc.string({ minLength: 1, maxLength: 3 }), async (at, insert) => {
-        const mutated = token.slice(0, at) + insert + token.slice(at + 1);
-        fc.pre(mutated !== token && !/[\r\n\0]/.test(mutated) && /^[\x21-\x7e]+$/.test(mutated));
-        const res = await request(hsApp).get('/me').set('Authorization', `Bearer ${mutated}`);
-        expect(res.status).toBe(401);
-      }),
+      fc.asyncProperty(
+        fc.nat(token.length - 1),
+        fc.string({ minLength: 1, maxLength: 3 }),
+        async (at, insert) => {
+          const mutated = token.slice(0, at) + insert + token.slice(at + 1);
+          fc.pre(mutated !== token && !/[\r\n\0]/.test(mutated) && /^[\x21-\x7e]+$/.test(mutated));
+          const res = await request(hsApp).get('/me').set('Authorization', `Bearer ${mutated}`);
+          expect(res.status).toBe(401);
+        },
+      ),
       { numRuns: 150 },
     );
   });

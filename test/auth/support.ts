@@ -20,11 +20,20 @@ export function forge(
   const input = `${b64(header)}.${b64(payload)}`;
   const bits = alg.slice(2);
   let signature: Buffer;
-  if (alg.startsWith('HS')) signature = createHmac(`sha${bits}`, key as string).update(input).digest();
-  else if (alg.startsWith('ES')) signature = sign(`sha${bits}`, Buffer.from(input), { key: key as KeyObject, dsaEncoding: 'ieee-p1363' });
-  else if (alg.startsWith('PS')) signature = sign(`sha${bits}`, Buffer.from(input), { key: key as KeyObject, padding: 6, saltLength: Number(bits) / 8 });
-  else if (alg === 'EdDSA') signature = sign(null, Buffer.from(input), key as KeyObject);
-  else signature = sign(`sha${bits}`, Buffer.from(input), key as KeyObject);
+  if (alg.startsWith('HS'))
+    signature = createHmac(`sha${bits}`, key)
+      .update(input)
+      .digest();
+  else if (alg.startsWith('ES'))
+    signature = sign(`sha${bits}`, Buffer.from(input), { key: key as KeyObject, dsaEncoding: 'ieee-p1363' });
+  else if (alg.startsWith('PS'))
+    signature = sign(`sha${bits}`, Buffer.from(input), {
+      key: key as KeyObject,
+      padding: 6,
+      saltLength: Number(bits) / 8,
+    });
+  else if (alg === 'EdDSA') signature = sign(null, Buffer.from(input), key);
+  else signature = sign(`sha${bits}`, Buffer.from(input), key);
   return `${input}.${signature.toString('base64url')}`;
 }
 
@@ -47,7 +56,10 @@ export function accessClaims(overrides: Record<string, unknown> = {}): Record<st
 
 /** The header `createTokens()` writes, for forging with a given kid. */
 export function headerOf(token: string): Record<string, unknown> {
-  return JSON.parse(Buffer.from(token.split('.')[0] as string, 'base64url').toString()) as Record<string, unknown>;
+  return JSON.parse(Buffer.from(token.split('.')[0] as string, 'base64url').toString()) as Record<
+    string,
+    unknown
+  >;
 }
 
 export function authApp(
