@@ -70,6 +70,12 @@ describe('loadSettings() defaults', () => {
       refreshTokenExpireDays: 7,
       issuer: 'Personal Health Assistant',
       audience: 'Personal Health Assistant',
+      previousSecretKey: undefined,
+      privateKey: undefined,
+      keyId: undefined,
+      publicKeys: undefined,
+      jwksUrl: undefined,
+      clockToleranceSeconds: 30,
     });
     expect(s.externalServices).toEqual({
       redisUrl: undefined,
