@@ -85,6 +85,12 @@ export type {
   VerificationKey,
   RemoteJwksOptions,
   PasswordHashOptions,
+  MtlsOptions,
+  MtlsServerOptions,
+  MtlsForwardedOptions,
+  ClientCertificate,
+  CertificateIdentity,
+  PemInput,
 } from './auth/index.js';
 export {
   createAuth,
@@ -104,4 +110,9 @@ export {
   HEALTHCARE_PROVIDER_ROLES,
   hashPassword,
   verifyPassword,
+  createMtlsServer,
+  mtls,
+  clientCertificate,
+  clientCertificateThumbprint,
+  certificateThumbprint,
 } from './auth/index.js';

@@ -27,6 +27,21 @@ export {
   requireSelfOrRoles,
   HEALTHCARE_PROVIDER_ROLES,
 } from './guards.js';
+export type {
+  MtlsOptions,
+  MtlsServerOptions,
+  MtlsForwardedOptions,
+  ClientCertificate,
+  CertificateIdentity,
+  PemInput,
+} from './mtls.js';
+export {
+  createMtlsServer,
+  mtls,
+  clientCertificate,
+  clientCertificateThumbprint,
+  certificateThumbprint,
+} from './mtls.js';
 export type { PasswordHashOptions } from './password.js';
 export { hashPassword, verifyPassword } from './password.js';
 
