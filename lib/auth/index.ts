@@ -34,14 +34,14 @@ export type {
   ClientCertificate,
   CertificateIdentity,
   PemInput,
-} from './mtls.js';
+} from './mtls/index.js';
 export {
   createMtlsServer,
   mtls,
   clientCertificate,
   clientCertificateThumbprint,
   certificateThumbprint,
-} from './mtls.js';
+} from './mtls/index.js';
 export type { PasswordHashOptions } from './password.js';
 export { hashPassword, verifyPassword } from './password.js';
 

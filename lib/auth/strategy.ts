@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { Strategy as PassportJwtStrategy } from 'passport-jwt';
 import { setUser } from '../context/index.js';
-import { clientCertificateThumbprint } from './mtls.js';
+import { clientCertificateThumbprint } from './mtls/index.js';
 import type { AuthMonitor } from './monitor.js';
 import type { RevocationStore } from './revocation.js';
 import type { AuthUser } from './types.js';

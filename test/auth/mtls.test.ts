@@ -5,14 +5,14 @@ import { X509Certificate } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import request from 'supertest';
 import * as core from '../../lib/index';
-import type { MtlsOptions, MtlsServerOptions } from '../../lib/auth/mtls';
+import type { MtlsOptions, MtlsServerOptions } from '../../lib/auth/mtls/index';
 import {
   certificateThumbprint,
   clientCertificate,
   clientCertificateThumbprint,
   createMtlsServer,
   mtls,
-} from '../../lib/auth/mtls';
+} from '../../lib/auth/mtls/index';
 import type { KeyPair, TestPki } from '../support/certs';
 import { createTestPki, opensslFingerprint, opensslThumbprint } from '../support/certs';
 import type { CapturedLogger } from '../support/logs';
