@@ -69,6 +69,15 @@ export interface AuthenticateOptions {
   allowQueryToken?: boolean;
 }
 
+export interface RefreshOptions {
+  /**
+   * The thumbprint of the client certificate of the refresh request
+   * (`core.clientCertificateThumbprint(req)`). Required when the tokens were bound to a
+   * certificate: a bound refresh token rotates only for its certificate, and the new pair stays bound.
+   */
+  certificateThumbprint?: string | undefined;
+}
+
 export interface RevokeOptions {
   /** Also revoke every token of the same refresh family (logout everywhere that login led to). Default false. */
   family?: boolean;
@@ -81,7 +90,7 @@ export interface Auth {
   /** Sign a new access + refresh pair (a new refresh family). */
   createTokens(claims: TokenClaims, options?: IssueOptions): TokenPair;
   /** Rotate a pair. A refresh token used twice revokes its whole family (401 TOKEN_REVOKED). */
-  refreshTokens(refreshToken: string): Promise<TokenPair>;
+  refreshTokens(refreshToken: string, options?: RefreshOptions): Promise<TokenPair>;
   /** Deny a token (by the token, its `jti`, or the `req.user` it produced) until it expires. */
   revokeToken(token: string | AuthUser, options?: RevokeOptions): Promise<void>;
   /** Verify an access token outside a request. Rejects with a 401 `AppError`. */
@@ -236,7 +245,7 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
   passport.use(strategy);
   const longest = Math.max(accessTtl, refreshTtl) * 1000;
 
-  const refreshTokens = async (refreshToken: string): Promise<TokenPair> => {
+  const refreshTokens = async (refreshToken: string, refresh: RefreshOptions = {}): Promise<TokenPair> => {
     if (typeof refreshToken !== 'string') throw new AuthenticationFailure('missing');
     let claims;
     try {
@@ -249,6 +258,12 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
     if (typeof jti !== 'string' || typeof fam !== 'string') {
       monitor.failure('bad_claims');
       throw new AuthenticationFailure('bad_claims');
+    }
+    // Checked before the token is consumed: a refresh from the wrong client must not burn it.
+    const bound = (claims.cnf as { 'x5t#S256'?: unknown } | undefined)?.['x5t#S256'];
+    if (bound !== undefined && bound !== refresh.certificateThumbprint) {
+      monitor.failure('certificate_mismatch');
+      throw new AuthenticationFailure('certificate_mismatch');
     }
     if ((await store.isRevoked(jti)) || (await store.isRevoked(`fam:${fam}`))) {
       monitor.failure('revoked');
@@ -267,7 +282,7 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
       monitor.revoked(sub, true);
       throw new AuthenticationFailure('revoked');
     }
-    const issued = issuer.issue(next, {}, fam);
+    const issued = issuer.issue(next, typeof bound === 'string' ? { certificateThumbprint: bound } : {}, fam);
     monitor.refreshed(sub);
     return issued.pair;
   };

@@ -4,12 +4,13 @@ import {
   type AuthenticateOptions,
   type AuthOptions,
   createAuth,
+  type RefreshOptions,
   type RevokeOptions,
 } from './auth.js';
 import type { IssueOptions, TokenClaims, TokenPair } from './tokens.js';
 import type { AuthUser } from './types.js';
 
-export type { Auth, AuthOptions, AuthenticateOptions, RevokeOptions } from './auth.js';
+export type { Auth, AuthOptions, AuthenticateOptions, RefreshOptions, RevokeOptions } from './auth.js';
 export { createAuth } from './auth.js';
 export type { AuthCounters } from './monitor.js';
 export type { KeyOptions } from './keys.js';
@@ -72,8 +73,8 @@ export function createTokens(claims: TokenClaims, options?: IssueOptions): Token
 }
 
 /** Rotate a token pair on the shared Auth; reuse of a refresh token revokes its family. */
-export function refreshTokens(refreshToken: string): Promise<TokenPair> {
-  return sharedAuth().refreshTokens(refreshToken);
+export function refreshTokens(refreshToken: string, options?: RefreshOptions): Promise<TokenPair> {
+  return sharedAuth().refreshTokens(refreshToken, options);
 }
 
 /** Revoke a token, a `jti`, or `req.user`'s token on the shared Auth. */

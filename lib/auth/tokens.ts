@@ -22,7 +22,11 @@ export interface TokenPair {
 }
 
 export interface IssueOptions {
-  /** Bind the access token to a client certificate (RFC 8705 `cnf.x5t#S256`, base64url SHA-256 of its DER). */
+  /**
+   * Bind the tokens to a client certificate (RFC 8705 `cnf.x5t#S256`, base64url SHA-256 of its DER):
+   * the access token is accepted only over a connection with that certificate, and the refresh
+   * token rotates only when the same thumbprint is presented.
+   */
   readonly certificateThumbprint?: string | undefined;
 }
 
@@ -65,16 +69,18 @@ export class TokenIssuer {
     const p = this.#policy;
     const common = { ...claims, iss: p.issuer, aud: p.audience, iat: now, fam: family };
     const cnf = options.certificateThumbprint;
+    // Both tokens carry the binding: the refresh token so that rotation keeps it (RFC 8705 §3, §4).
+    const bound = cnf === undefined ? {} : { cnf: { 'x5t#S256': cnf } };
     const access = this.#access({
       ...common,
+      ...bound,
       type: 'access',
       jti: randomUUID(),
       exp: now + p.accessTtlSeconds,
-      ...(cnf === undefined ? {} : { cnf: { 'x5t#S256': cnf } }),
     });
     const refreshJti = randomUUID();
     const refreshExp = now + p.refreshTtlSeconds;
-    const refresh = this.#refresh({ ...common, type: 'refresh', jti: refreshJti, exp: refreshExp });
+    const refresh = this.#refresh({ ...common, ...bound, type: 'refresh', jti: refreshJti, exp: refreshExp });
     return {
       pair: {
         access_token: access,

@@ -113,6 +113,17 @@ describe.each(eachExpress)('certificate-bound access tokens on %s', (_name, { ex
       auth.authenticate(),
       whoami,
     );
+    // Rotation of a bound pair: the refresh request must present the same certificate.
+    app.get(
+      '/refresh',
+      core.mtls({ required: false, logger: log }),
+      core.asyncHandler(async (req: Request, res: Response) => {
+        const thumbprint = core.clientCertificateThumbprint(req);
+        res.json(
+          await auth.refreshTokens(String(req.headers['x-refresh']), { certificateThumbprint: thumbprint }),
+        );
+      }),
+    );
     app.use(core.notFound());
     app.use(core.errors({ settings, logger: captureLogger('errors').logger }));
     server = core.createMtlsServer(app, {
@@ -177,6 +188,23 @@ describe.each(eachExpress)('certificate-bound access tokens on %s', (_name, { ex
     const foreign = await call(port, '/plain', bound, pki.foreignClient);
     expect(foreign.status).toBe(401);
     expect(foreign.body).toMatchObject(boundElsewhere);
+  });
+
+  it('rotates a bound pair only for its certificate, and the new pair stays bound', async () => {
+    const pair = auth.createTokens(
+      { userId: 'svc' },
+      { certificateThumbprint: core.certificateThumbprint(pki.client.cert) },
+    );
+    for (const as of [pki.dnsClient, undefined]) {
+      const refused = await call(port, '/refresh', 'unused', as, { 'x-refresh': pair.refresh_token });
+      expect(refused).toMatchObject({ status: 401, body: { error_code: 'TOKEN_INVALID' } });
+    }
+    const rotated = await call(port, '/refresh', 'unused', pki.client, { 'x-refresh': pair.refresh_token });
+    expect(rotated.status).toBe(200);
+    const access = rotated.body.access_token as string;
+    expect((await call(port, '/me', access, pki.client)).status).toBe(200);
+    expect((await call(port, '/me', access, pki.dnsClient)).status).toBe(401);
+    expect((await call(port, '/me', access)).status).toBe(401);
   });
 
   describe('forwarded by a trusted proxy', () => {
