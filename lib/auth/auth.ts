@@ -244,6 +244,9 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
   const passport = new Authenticator();
   passport.use(strategy);
   const longest = Math.max(accessTtl, refreshTtl) * 1000;
+  // A token stays acceptable for the clock tolerance after its exp: so must its denylist entry.
+  const grace = toleranceSeconds * 1000;
+  const familyExpiry = () => Date.now() + refreshTtl * 1000 + grace;
 
   const refreshTokens = async (refreshToken: string, refresh: RefreshOptions = {}): Promise<TokenPair> => {
     if (typeof refreshToken !== 'string') throw new AuthenticationFailure('missing');
@@ -269,16 +272,16 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
       monitor.failure('revoked');
       throw new AuthenticationFailure('revoked');
     }
-    if (!(await store.consume(jti, exp * 1000))) {
+    if (!(await store.consume(jti, exp * 1000 + grace))) {
       // Used before: either the client or a thief holds a copy. End the whole family.
-      await store.revoke(`fam:${fam}`, Date.now() + refreshTtl * 1000);
+      await store.revoke(`fam:${fam}`, familyExpiry());
       monitor.refreshReuse(sub);
       throw new AuthenticationFailure('refresh_reuse');
     }
     const base = claimsForReissue(claims);
     const next = options.loadUser === undefined ? base : await options.loadUser(base);
     if (next === null) {
-      await store.revoke(`fam:${fam}`, Date.now() + refreshTtl * 1000);
+      await store.revoke(`fam:${fam}`, familyExpiry());
       monitor.revoked(sub, true);
       throw new AuthenticationFailure('revoked');
     }
@@ -307,9 +310,8 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
     } else {
       throw new TypeError('revokeToken: expected a token, a jti or req.user');
     }
-    if (typeof jti === 'string' && expiresAt > Date.now()) await store.revoke(jti, expiresAt);
-    if (revoke.family === true && typeof fam === 'string')
-      await store.revoke(`fam:${fam}`, Date.now() + refreshTtl * 1000);
+    if (typeof jti === 'string' && expiresAt + grace > Date.now()) await store.revoke(jti, expiresAt + grace);
+    if (revoke.family === true && typeof fam === 'string') await store.revoke(`fam:${fam}`, familyExpiry());
     monitor.revoked(userId, revoke.family === true);
   };
 

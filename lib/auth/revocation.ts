@@ -96,6 +96,8 @@ export function redisRevocationStore(
   logger: Logger,
 ): RevocationStore {
   const redis = connection.client;
+  // An application's client may prefix keys itself: SCAN patterns and replies are not prefixed by ioredis.
+  const clientPrefix = redis.options.keyPrefix ?? '';
   const channel = `${prefix}revocations`;
   const revokedKey = (id: string) => `${prefix}revoked:${id}`;
   const mirror = new ExpiringSet();
@@ -105,8 +107,15 @@ export function redisRevocationStore(
   const load = async (): Promise<void> => {
     let cursor = '0';
     do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}revoked:*`, 'COUNT', 500);
+      const [next, found] = await redis.scan(
+        cursor,
+        'MATCH',
+        `${clientPrefix}${prefix}revoked:*`,
+        'COUNT',
+        500,
+      );
       cursor = next;
+      const keys = found.map((key) => key.slice(clientPrefix.length));
       if (keys.length > 0) {
         const values = await redis.mget(...keys);
         keys.forEach((key, i) => {
@@ -147,8 +156,9 @@ export function redisRevocationStore(
     kind: 'redis',
     async revoke(id, expiresAt) {
       mirror.add(id, expiresAt);
-      const ttl = Math.max(1, expiresAt - Date.now());
       try {
+        await connection.ready();
+        const ttl = Math.max(1, expiresAt - Date.now());
         await redis
           .multi()
           .set(revokedKey(id), String(expiresAt), 'PX', ttl)
@@ -160,16 +170,20 @@ export function redisRevocationStore(
     },
     isRevoked(id) {
       if (synced) return mirror.has(id);
-      return redis.exists(revokedKey(id)).then(
-        (n) => n > 0 || mirror.has(id),
-        (err: unknown) => {
-          throw unavailable(err);
-        },
-      );
+      return connection
+        .ready()
+        .then(() => redis.exists(revokedKey(id)))
+        .then(
+          (n) => n > 0 || mirror.has(id),
+          (err: unknown) => {
+            throw unavailable(err);
+          },
+        );
     },
     async consume(id, expiresAt) {
-      const ttl = Math.max(1, expiresAt - Date.now());
       try {
+        await connection.ready();
+        const ttl = Math.max(1, expiresAt - Date.now());
         return (await redis.set(`${prefix}used:${id}`, '1', 'PX', ttl, 'NX')) === 'OK';
       } catch (err) {
         throw unavailable(err);

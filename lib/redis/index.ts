@@ -7,6 +7,12 @@ export type { Redis } from 'ioredis';
 /** A Redis connection as caduceus uses it: the client, and whether closing it is ours to do. */
 export interface RedisConnection {
   readonly client: Redis;
+  /**
+   * Resolves when the client can take commands. Until its first connection succeeds (start-up)
+   * this waits up to the connect timeout; after that it resolves or rejects at once, so an outage
+   * fails fast instead of queueing.
+   */
+  ready(): Promise<void>;
   /** A second connection for SUBSCRIBE (a subscribed connection can run no other command). */
   subscriber(): Redis;
   /** Close what we opened; a client passed in by the application is left open. */
@@ -31,16 +37,42 @@ export function connectRedis(target: string | Redis, name: string, logger: Logge
   }
   const client = owned ? new Redis(target, clientOptions(name)) : target;
   const opened: Redis[] = owned ? [client] : [];
-  watch(client, name, logger);
+  // Listeners we add to a client passed in are removed again on close(): it is not ours.
+  const unwatch = [watch(client, name, logger)];
+  let connected = client.status === 'ready';
+  const onFirstReady = () => {
+    connected = true;
+  };
+  if (!connected) client.once('ready', onFirstReady);
   return {
     client,
+    ready() {
+      if (client.status === 'ready') return Promise.resolve();
+      if (connected || client.status === 'end') {
+        return Promise.reject(new Error(`redis ${name}: ${client.status}`));
+      }
+      return new Promise<void>((resolve, reject) => {
+        const onReady = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          client.off('ready', onReady);
+          reject(new Error(`redis ${name}: not connected within ${CONNECT_TIMEOUT_MS} ms`));
+        }, CONNECT_TIMEOUT_MS);
+        timer.unref();
+        client.once('ready', onReady);
+      });
+    },
     subscriber() {
       const sub = client.duplicate(clientOptions(`${name}:sub`));
       opened.push(sub);
-      watch(sub, `${name}:sub`, logger);
+      unwatch.push(watch(sub, `${name}:sub`, logger));
       return sub;
     },
     async close() {
+      client.off('ready', onFirstReady);
+      for (const off of unwatch.splice(0)) off();
       await Promise.all(
         opened.splice(0).map(async (c) => {
           if (c.status === 'end') return;
@@ -66,17 +98,24 @@ function clientOptions(name: string) {
   } as const;
 }
 
-function watch(client: Redis, name: string, logger: Logger): void {
+/** Log an outage once and the recovery once; returns what removes the listeners. */
+function watch(client: Redis, name: string, logger: Logger): () => void {
   let down = false;
-  client.on('error', (err: unknown) => {
+  const onError = (err: unknown) => {
     if (down) return;
     down = true;
     const code = (err as { code?: unknown }).code;
     logger.warn('redis unavailable', { redis: name, error_code: typeof code === 'string' ? code : 'ERROR' });
-  });
-  client.on('ready', () => {
+  };
+  const onReady = () => {
     if (!down) return;
     down = false;
     logger.info('redis reconnected', { redis: name });
-  });
+  };
+  client.on('error', onError);
+  client.on('ready', onReady);
+  return () => {
+    client.off('error', onError);
+    client.off('ready', onReady);
+  };
 }
