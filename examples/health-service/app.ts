@@ -1,6 +1,6 @@
 import defaultExpress from 'express';
 import type { Express, RequestHandler, Router } from 'express';
-import type { Database, Logger, RepositoryEvent, Settings } from '../../lib/index';
+import type { Auth, Database, Logger, PasswordHashOptions, RepositoryEvent, Settings } from '../../lib/index';
 import {
   asyncHandler,
   createLogger,
@@ -11,10 +11,12 @@ import {
   notFound,
   requestContext,
 } from '../../lib/index';
+import { authRoutes, serviceAuth, userRoutes } from './auth';
 import type { LabClient } from './labs';
 import { disconnectedLabs } from './labs';
 import { PatientRepository } from './patients';
 import { patientRoutes } from './routes';
+import { UserRepository } from './users';
 
 /** What the service needs from the `express` module: Express 4 and 5 both fit. */
 export interface ExpressFactory {
@@ -34,8 +36,21 @@ export interface HealthServiceOptions {
   /** Settings (API prefix, app name, log level, …). Default: `loadSettings(process.env)`. */
   settings?: Settings;
   /**
+   * Tokens, verification and revocation. Default: `serviceAuth({ db, settings })` — keys from
+   * `JWT_*`, the denylist in Redis when `REDIS_URL` is set, else in memory. Pass your own to share
+   * it or to close it (`server.ts` does: a Redis connection should be closed on shutdown).
+   */
+  auth?: Auth;
+  /**
+   * scrypt cost of the passwords the service hashes (`POST /users`), and of the stand-in hash an
+   * unknown email is checked against so that it takes as long as a wrong password. Use the cost
+   * your stored hashes have. Default: `core.hashPassword()`'s (N = 32768).
+   */
+  passwordHash?: PasswordHashOptions;
+  /**
    * Builds each named logger of the service: `http` (access log), `patients` (app log and the
-   * repository's access events) and `errors`. Default: `createLogger(name, { settings })`.
+   * repository's access events), `auth` (token events and failed logins) and `errors`.
+   * Default: `createLogger(name, { settings })`.
    */
   createLogger?: (name: string) => Logger;
   /** The lab system. Default: a client whose every call fails (no lab system is connected). */
@@ -54,6 +69,10 @@ export function createApp(options: Readonly<HealthServiceOptions>): Express {
   const settings = options.settings ?? loadSettings(process.env);
   const makeLogger = options.createLogger ?? ((name: string) => createLogger(name, { settings }));
   const patientLogger = makeLogger('patients');
+  const authLogger = makeLogger('auth');
+  const auth = options.auth ?? serviceAuth({ db, settings, logger: authLogger });
+  const users = new UserRepository(db);
+  const api = settings.apiPrefix;
 
   const patients = new PatientRepository(db);
   // The audit hook: every read and write of a patient, with ids and filtered field names — never values.
@@ -101,16 +120,34 @@ export function createApp(options: Readonly<HealthServiceOptions>): Express {
     }),
   );
 
+  // Login and refresh are public; everything else under the API prefix needs a bearer token
+  // (an anonymous request to an unknown API path is a 401 too: it learns nothing about routes).
   app.use(
-    settings.apiPrefix,
+    api,
+    authRoutes({
+      router: express.Router(),
+      auth,
+      users,
+      logger: authLogger,
+      passwordHash: options.passwordHash,
+    }),
+  );
+  app.use(api, auth.authenticate());
+  app.use(
+    api,
     patientRoutes({
       router: express.Router(),
       db,
       patients,
+      users,
       labs: options.labs ?? disconnectedLabs(),
       logger: patientLogger,
-      basePath: settings.apiPrefix,
+      basePath: api,
     }),
+  );
+  app.use(
+    api,
+    userRoutes({ router: express.Router(), users, basePath: api, passwordHash: options.passwordHash }),
   );
 
   // Last: unmatched routes become 404, and every error becomes one response in one format.

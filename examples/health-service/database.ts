@@ -3,11 +3,14 @@ import { dirname, resolve } from 'node:path';
 import type { Knex } from 'knex';
 import type { Database } from '../../lib/index';
 import * as createPatients from './migrations/20250601000000_create_patients';
-import { SEED_PATIENTS, seedPatients } from './seed';
+import * as createUsers from './migrations/20250701000000_create_users';
+import type { SeedOptions } from './seed';
+import { seedDemo } from './seed';
 
 /**
  * The demo's database when `DATABASE_URL` is not set: SQLite in memory. `npm ci && npm run demo`
- * needs no server and no file, and every start begins from the same 50 seed patients. Set
+ * needs no server and no file, and every start begins from the same 50 seed patients and demo
+ * logins. Set
  * `DATABASE_URL=sqlite:./.data/demo.db` to keep data between runs, or a `postgres://` URL.
  */
 export const DEFAULT_DATABASE_URL = 'sqlite::memory:';
@@ -20,6 +23,7 @@ interface Migration {
 /** Every migration, in order. Add new files here as well as in `migrations/`. */
 const MIGRATIONS: ReadonlyArray<readonly [string, Migration]> = [
   ['20250601000000_create_patients', createPatients],
+  ['20250701000000_create_users', createUsers],
 ];
 
 /**
@@ -42,12 +46,17 @@ export async function migrate(db: Database): Promise<string[]> {
   return ran;
 }
 
-/** Migrate, then seed the 50 sample patients when the table is empty. Returns how many were seeded. */
-export async function prepareDatabase(db: Database): Promise<{ migrations: string[]; seeded: number }> {
+/**
+ * Migrate, then seed what is empty: the demo logins and the 50 sample patients (see `seedDemo()`).
+ * Returns the migrations run and how many patients and users were seeded.
+ */
+export async function prepareDatabase(
+  db: Database,
+  options: Readonly<SeedOptions> = {},
+): Promise<{ migrations: string[]; seeded: number; users: number }> {
   const migrations = await migrate(db);
-  const row = (await db.knex('patients').count({ n: '*' }).first()) as { n: number | string } | undefined;
-  const seeded = Number(row?.n ?? 0) === 0 ? await seedPatients(db.knex, SEED_PATIENTS) : 0;
-  return { migrations, seeded };
+  const { patients, users } = await seedDemo(db.knex, options);
+  return { migrations, seeded: patients, users };
 }
 
 /** For a file-backed SQLite URL (`sqlite:./.data/demo.db`), create the directory the file goes in. */

@@ -1,7 +1,10 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
+import type { Knex } from 'knex';
 import { z } from 'zod';
 import type { Database } from '../../lib/index';
-import { BaseRepository } from '../../lib/index';
+import { BaseRepository, NotFoundError } from '../../lib/index';
+import { required, strictFields } from './validation';
 
 export const SEXES = ['female', 'male', 'other', 'unknown'] as const;
 export type Sex = (typeof SEXES)[number];
@@ -22,6 +25,8 @@ export interface Patient {
   readonly birth_date: string;
   readonly sex: Sex;
   readonly status: PatientStatus;
+  /** The user id of the provider this patient is assigned to; `null` while unassigned. */
+  readonly provider_id: string | null;
   /** Optimistic-locking version: 1 on create, +1 on every update. */
   readonly version: number;
   readonly created_at: Date;
@@ -33,10 +38,6 @@ const MRN = /^[A-Z0-9][A-Z0-9-]{3,19}$/;
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
 const SSN = /^\d{3}-\d{2}-\d{4}$/;
 const MAX_NAME = 100;
-
-/** Messages name the problem, never the submitted value (it may be PHI). */
-const required = (what: string) => (issue: { input: unknown }) =>
-  issue.input === undefined || issue.input === null ? 'is required' : `must be ${what}`;
 
 /** A real calendar date as `YYYY-MM-DD`. */
 export function isIsoDate(value: string): boolean {
@@ -65,28 +66,12 @@ const FIELDS = {
   sex: z.enum(SEXES, { error: `must be one of ${SEXES.join(', ')}` }),
   status: z.enum(STATUSES, { error: `must be one of ${STATUSES.join(', ')}` }),
   ssn: z.string({ error: 'must be a string as NNN-NN-NNNN' }).regex(SSN, 'must be NNN-NN-NNNN').nullable(),
+  provider_id: z
+    .string({ error: 'must be the id of a provider, or null' })
+    .min(1, 'must be the id of a provider, or null')
+    .max(36, 'must be the id of a provider, or null')
+    .nullable(),
 };
-
-/**
- * An object schema that names every unknown key in `field_errors` (`{ notes: 'is not a known
- * field' }`) instead of one anonymous "unrecognized keys" message.
- */
-function strictFields<S extends z.core.$ZodLooseShape>(shape: S) {
-  return z.looseObject(shape, { error: 'must be a JSON object' }).check(
-    z.superRefine(
-      (value: Record<string, unknown>, ctx) => {
-        for (const key of Object.keys(value)) {
-          if (!Object.hasOwn(shape, key))
-            ctx.addIssue({ code: 'custom', path: [key.slice(0, 64)], message: 'is not a known field' });
-        }
-      },
-      {
-        when: (payload) =>
-          typeof payload.value === 'object' && payload.value !== null && !Array.isArray(payload.value),
-      },
-    ),
-  );
-}
 
 export const patientCreateSchema = strictFields({
   mrn: FIELDS.mrn,
@@ -96,6 +81,7 @@ export const patientCreateSchema = strictFields({
   sex: FIELDS.sex.default('unknown'),
   status: FIELDS.status.default('active'),
   ssn: FIELDS.ssn.optional(),
+  provider_id: FIELDS.provider_id.optional(),
 });
 
 export const patientUpdateSchema = strictFields({
@@ -106,6 +92,7 @@ export const patientUpdateSchema = strictFields({
   sex: FIELDS.sex.optional(),
   status: FIELDS.status.optional(),
   ssn: FIELDS.ssn.optional(),
+  provider_id: FIELDS.provider_id.optional(),
 }).refine((patch) => Object.keys(patch).length > 0, {
   message: 'must change at least one field',
   path: ['_'],
@@ -122,11 +109,29 @@ function isoDate(value: unknown): unknown {
 }
 
 /**
+ * Which patients a caller may reach: all of them (administrators), or the union of a provider's
+ * panel (`provider_id`) and one patient's own record. An empty scope reaches none.
+ */
+export type PatientScope =
+  | { readonly all: true }
+  | {
+      readonly all?: false;
+      readonly providerId?: string | undefined;
+      readonly patientId?: string | undefined;
+    };
+
+type Method = (...args: unknown[]) => unknown;
+
+/**
  * The `patients` table through `core.BaseRepository`: declared filterable and sortable columns (the
  * only ones `parseListQuery` accepts), `ssn` hidden, soft delete, optimistic locking on `version`,
- * zod schemas for create and update.
+ * zod schemas for create and update, and `visibleTo(scope)` views that reach only the rows a
+ * caller may see — a condition of the SQL itself, never a filter applied after fetching.
  */
 export class PatientRepository extends BaseRepository<Patient, PatientCreate, PatientUpdate> {
+  /** The scope of the call in progress on a `visibleTo()` view; undefined on the repository itself. */
+  readonly #scope = new AsyncLocalStorage<PatientScope>();
+
   constructor(db: Database) {
     super(db, {
       table: 'patients',
@@ -138,6 +143,7 @@ export class PatientRepository extends BaseRepository<Patient, PatientCreate, Pa
         'birth_date',
         'sex',
         'status',
+        'provider_id',
         'created_at',
         'updated_at',
       ],
@@ -154,6 +160,52 @@ export class PatientRepository extends BaseRepository<Patient, PatientCreate, Pa
         { field: 'given_name', direction: 'asc' },
       ],
     });
+  }
+
+  /**
+   * This repository restricted to `scope`, like `withDeleted()`: every read, update and delete
+   * made through the view carries the scope in its WHERE clause, so a row outside it is simply
+   * not there — a 404, the same as an id that does not exist. `create` is not restricted: the
+   * routes decide who may create and for which provider.
+   *
+   * @example
+   * await patients.visibleTo({ providerId: req.user.id }).list(query); // the provider's panel only
+   */
+  visibleTo(scope: PatientScope): this {
+    if (scope.all === true) return this;
+    const storage = this.#scope;
+    return new Proxy(this, {
+      get(target, prop) {
+        const value: unknown = Reflect.get(target, prop, target);
+        if (typeof value !== 'function' || prop === 'constructor') return value;
+        return (...args: unknown[]): unknown =>
+          storage.run(scope, () => (value as Method).apply(target, args));
+      },
+    });
+  }
+
+  /** Every read (and the WHERE of every update) starts here: add the caller's scope. */
+  protected override baseQuery(k: Knex): Knex.QueryBuilder {
+    const qb = super.baseQuery(k);
+    const scope = this.#scope.getStore();
+    if (scope === undefined || scope.all === true) return qb;
+    const { providerId, patientId } = scope;
+    if (providerId === undefined && patientId === undefined) return qb.whereRaw('1 = 0');
+    return qb.where((q) => {
+      if (providerId !== undefined) q.orWhere('provider_id', providerId);
+      if (patientId !== undefined) q.orWhere('id', patientId);
+    });
+  }
+
+  /**
+   * `BaseRepository.delete()` addresses the table rather than `baseQuery()`, so in a view the row
+   * is first looked up through the scope (in the request's transaction, like the delete).
+   */
+  override async delete(id: string | number): Promise<void> {
+    if (this.#scope.getStore() !== undefined && !(await this.exists(id))) {
+      throw new NotFoundError(this.resource, id);
+    }
+    await super.delete(id);
   }
 
   protected override toEntity(row: Record<string, unknown>): Patient {

@@ -1,14 +1,25 @@
 import type { Request, Response, Router } from 'express';
-import type { Database, FieldFilter, ListOptions, Logger } from '../../lib/index';
-import { AppError, asyncHandler, parseListQuery } from '../../lib/index';
+import type { AuthUser, Database, FieldFilter, ListOptions, Logger } from '../../lib/index';
+import {
+  AppError,
+  asyncHandler,
+  ForbiddenError,
+  parseListQuery,
+  requireRoles,
+  ValidationError,
+} from '../../lib/index';
+import { ADMIN, hasRole, PATIENT, patientScope, PROVIDER, userOf } from './access';
 import type { LabClient } from './labs';
 import type { PatientRepository } from './patients';
 import { isIsoDate } from './patients';
+import type { UserRepository } from './users';
 
 export interface PatientRoutesOptions {
   router: Router;
   db: Database;
   patients: PatientRepository;
+  /** To check that a patient is assigned to a provider's login. */
+  users: UserRepository;
   labs: LabClient;
   logger: Logger;
   /** Where the router is mounted, for `Location` headers. */
@@ -88,23 +99,65 @@ function patchOf(req: Request): unknown {
   return patch;
 }
 
+/** Fields a patient may not change on their own record: they are the clinic's to set. */
+const CLINIC_FIELDS = ['mrn', 'status', 'ssn', 'provider_id'];
+
 /**
- * The patient routes. Handlers only throw: `errors()` turns what they throw into the response.
+ * Who may set `provider_id`, and to what. Administrators assign any provider (or none); a provider
+ * creates patients for themselves only (their new patients are theirs without asking); nobody else
+ * reassigns one. Returns the body to write.
+ */
+async function checkAssignment(
+  user: AuthUser,
+  body: unknown,
+  users: UserRepository,
+  creating: boolean,
+): Promise<unknown> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return body;
+  const fields = body as Record<string, unknown>;
+  const wanted = fields.provider_id;
+  if (hasRole(user, ADMIN)) {
+    // Longer strings are left for the schema's 422; an id that is not a provider's login is one too.
+    if (typeof wanted === 'string' && wanted.length <= 36 && !(await users.isProvider(wanted))) {
+      throw new ValidationError('Invalid assignment', { provider_id: 'must be the id of a provider' });
+    }
+    return body;
+  }
+  if (!creating) {
+    if (Object.hasOwn(fields, 'provider_id'))
+      throw new ForbiddenError('Only administrators reassign patients');
+    return body;
+  }
+  if (wanted !== undefined && wanted !== user.id) {
+    throw new ForbiddenError('Providers create patients for themselves only');
+  }
+  return { ...fields, provider_id: user.id };
+}
+
+/**
+ * The patient routes, behind `authenticate()`. Handlers only throw: `errors()` turns what they
+ * throw into the response.
  * Every async handler goes through `asyncHandler`, so a rejection reaches `errors()` on Express 4 too.
  * Writes run in one request transaction (`db.withRequestTransaction()`), committed before the
  * response is sent and rolled back on any 4xx/5xx.
  */
 export function patientRoutes(options: PatientRoutesOptions): Router {
-  const { router, db, patients, labs, logger, basePath } = options;
+  const { router, db, patients, users, labs, logger, basePath } = options;
   const inTransaction = db.withRequestTransaction();
   const location = (id: string) => `${basePath}/patients/${encodeURIComponent(id)}`;
+  // Every query goes through the caller's scope: a patient outside it is a 404, exactly like one
+  // that does not exist, so ids cannot be probed. Only actions a role can never take are 403s.
+  const visible = (req: Request) => patients.visibleTo(patientScope(userOf(req)));
+  const staffOnly = requireRoles(ADMIN, PROVIDER);
+
+  router.use('/patients', requireRoles(ADMIN, PROVIDER, PATIENT));
 
   // ?status=active&family_name[ilike]=ok&sort=-birth_date&page=2&size=10, or ?limit=10&cursor=…
   router.get(
     '/patients',
     asyncHandler(async (req: Request, res: Response) => {
       const query = checkDateFilters(parseListQuery(req.query, patients));
-      const page = await patients.list(query);
+      const page = await visible(req).list(query);
       if ('next_cursor' in page) {
         res.json({
           success: true,
@@ -123,9 +176,11 @@ export function patientRoutes(options: PatientRoutesOptions): Router {
 
   router.post(
     '/patients',
+    staffOnly,
     inTransaction,
     asyncHandler(async (req: Request, res: Response) => {
-      const patient = await patients.create(req.body as never);
+      const body = await checkAssignment(userOf(req), req.body, users, true);
+      const patient = await patients.create(body as never);
       // Identifiers only: the logger would redact mrn and names anyway, but not logging them is better.
       logger.info('patient created', { patient_id: patient.id });
       res
@@ -139,7 +194,7 @@ export function patientRoutes(options: PatientRoutesOptions): Router {
   router.get(
     '/patients/:id',
     asyncHandler(async (req: Request, res: Response) => {
-      const patient = await patients.getById(idOf(req));
+      const patient = await visible(req).getById(idOf(req));
       res.set('ETag', `"${patient.version}"`).json({ success: true, data: patient });
     }),
   );
@@ -148,8 +203,20 @@ export function patientRoutes(options: PatientRoutesOptions): Router {
     '/patients/:id',
     inTransaction,
     asyncHandler(async (req: Request, res: Response) => {
+      const user = userOf(req);
+      const locked = hasRole(user, ADMIN) || hasRole(user, PROVIDER) ? [] : CLINIC_FIELDS;
+      const body: unknown = req.body;
+      const denied = locked.filter(
+        (f) => typeof body === 'object' && body !== null && Object.hasOwn(body, f),
+      );
+      if (denied.length > 0) {
+        throw new ForbiddenError('Patients may change only their names, birth date and sex', {
+          details: { fields: denied },
+        });
+      }
       const version = expectedVersion(req);
-      const patient = await patients.update(idOf(req), patchOf(req) as never, { expectedVersion: version });
+      const patch = await checkAssignment(user, patchOf(req), users, false);
+      const patient = await visible(req).update(idOf(req), patch as never, { expectedVersion: version });
       logger.info('patient updated', { patient_id: patient.id, version: patient.version });
       res.set('ETag', `"${patient.version}"`).json({ success: true, data: patient });
     }),
@@ -157,9 +224,10 @@ export function patientRoutes(options: PatientRoutesOptions): Router {
 
   router.delete(
     '/patients/:id',
+    staffOnly,
     inTransaction,
     asyncHandler(async (req: Request, res: Response) => {
-      await patients.delete(idOf(req));
+      await visible(req).delete(idOf(req));
       logger.info('patient deleted', { patient_id: idOf(req) });
       res.status(204).end();
     }),
@@ -168,7 +236,7 @@ export function patientRoutes(options: PatientRoutesOptions): Router {
   router.get(
     '/patients/:id/lab-results',
     asyncHandler(async (req: Request, res: Response) => {
-      const patient = await patients.getById(idOf(req));
+      const patient = await visible(req).getById(idOf(req));
       // With the demo's disconnected lab client this rejects after an await: a 500 with a generic message.
       const results = await labs.resultsFor(patient.id);
       res.json({ success: true, data: results });

@@ -1,21 +1,26 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Database } from '../../lib/index';
+import type { Auth, Database } from '../../lib/index';
 import { createDatabase, createLogger, loadSettings } from '../../lib/index';
 import { createApp } from './app';
+import { serviceAuth } from './auth';
 import { DEFAULT_DATABASE_URL, ensureSqliteDirectory, prepareDatabase, redactUrl } from './database';
-import { SEED_PATIENTS } from './seed';
+import type { DemoUser } from './seed';
+import { DEMO_ADMIN, DEMO_PATIENTS, DEMO_PROVIDERS, DEMO_USERS, SEED_PATIENTS } from './seed';
 
 export interface Started {
   server: Server;
   url: string;
   apiPrefix: string;
   db: Database;
+  auth: Auth;
   /** The database URL in use, password masked. */
   databaseUrl: string;
   /** How many seed patients were inserted at this start (0 when the table already had rows). */
   seeded: number;
-  /** Stop accepting connections, let in-flight requests finish, then close the database. */
+  /** How many demo logins were inserted at this start (0 when the table already had rows). */
+  users: number;
+  /** Stop accepting connections, let in-flight requests finish, then close the denylist and the database. */
   stop(): Promise<void>;
 }
 
@@ -29,8 +34,9 @@ export function portFrom(value: string | undefined): number {
 }
 
 /**
- * Open the database from `env` (`DATABASE_URL`, else SQLite in memory), migrate it, seed it when
- * the `patients` table is empty, build the app and listen. Resolves once it accepts connections.
+ * Open the database from `env` (`DATABASE_URL`, else SQLite in memory), migrate it, seed what is
+ * empty (demo logins, patients), build the app with its Auth (`REDIS_URL`: the denylist in Redis)
+ * and listen. Resolves once it accepts connections.
  */
 export async function start(
   env: Readonly<Record<string, string | undefined>> = process.env,
@@ -40,14 +46,19 @@ export async function start(
   const url = settings.database.url ?? DEFAULT_DATABASE_URL;
   ensureSqliteDirectory(url);
   const db = createDatabase({ url, settings, logger: createLogger('database', { settings }) });
+  // Created first: with REDIS_URL its connection comes up while the database is prepared (until
+  // it is ready, the denylist answers 503).
+  const auth = serviceAuth({ db, settings, logger: createLogger('auth', { settings }) });
   let seeded: number;
+  let users: number;
   try {
-    ({ seeded } = await prepareDatabase(db));
+    ({ seeded, users } = await prepareDatabase(db));
   } catch (err) {
+    await auth.close();
     await db.close();
     throw err;
   }
-  const app = createApp({ settings, db });
+  const app = createApp({ settings, db, auth });
   const server = await new Promise<Server>((resolve, reject) => {
     const s = app.listen(port);
     s.once('error', reject);
@@ -55,6 +66,7 @@ export async function start(
       resolve(s);
     });
   }).catch(async (err: unknown) => {
+    await auth.close();
     await db.close();
     throw err;
   });
@@ -66,58 +78,119 @@ export async function start(
         resolve();
       });
       server.closeIdleConnections();
-    }).then(() => db.close()));
+    })
+      .then(() => auth.close())
+      .then(() => db.close()));
   return {
     server,
     url: `http://localhost:${actual}`,
     apiPrefix: settings.apiPrefix,
     db,
+    auth,
     databaseUrl: redactUrl(url),
     seeded,
+    users,
     stop,
   };
 }
 
+/** What a demo login reaches, for the credentials table. */
+function reach(user: DemoUser): string {
+  if (user.roles.includes('admin')) return 'admin: every patient; creates logins';
+  if (user.roles.includes('provider')) {
+    const n = SEED_PATIENTS.filter((p) => p.provider_id === user.id).length;
+    return `provider: their ${n} assigned patients`;
+  }
+  const record = SEED_PATIENTS.find((p) => p.id === user.patient_id);
+  return `patient: only their own record (${record?.mrn ?? 'none'})`;
+}
+
+/** `VAR=$(…)`: one field of the JSON answer kept in `$json`, picked by node (jq works too, if installed). */
+const pick = (variable: string, json: string, field: string): string =>
+  `  ${variable}=$(node -pe 'JSON.parse(process.argv[1]).data.${field}' "$${json}")`;
+
+/**
+ * The banner `npm run demo` prints: URL, database, the demo logins, and a walkthrough to paste into
+ * bash (the acceptance test runs it). The lines from `API=` to the end of the walkthrough are a
+ * script: each step uses the tokens of the ones before.
+ */
 export function walkthrough(
-  started: Pick<Started, 'url' | 'apiPrefix' | 'databaseUrl' | 'db' | 'seeded'>,
+  started: Pick<Started, 'url' | 'apiPrefix' | 'databaseUrl' | 'db' | 'seeded' | 'users'>,
 ): string {
-  const { url, apiPrefix, databaseUrl, db, seeded } = started;
-  const api = `${url}${apiPrefix}`;
+  const { url, apiPrefix, databaseUrl, db, seeded, users } = started;
   const json = "-H 'content-type: application/json'";
-  const id = SEED_PATIENTS[0]?.id ?? '<id>';
+  const bearer = (token: string) => `-H "authorization: Bearer $${token}"`;
+  const login = (u: DemoUser) =>
+    `curl -s $API/auth/login ${json} -d '{"email":"${u.email}","password":"${u.password}"}'`;
+  const [lee, shah] = DEMO_PROVIDERS as [DemoUser, DemoUser];
+  const [patient] = DEMO_PATIENTS as [DemoUser];
+  const leesPatient = SEED_PATIENTS.find((p) => p.provider_id === lee.id)!;
+  const shahsPatient = SEED_PATIENTS.find((p) => p.provider_id === shah.id)!;
+  const unassigned = SEED_PATIENTS.find((p) => p.provider_id === null)!;
+  const width = Math.max(...DEMO_USERS.map((u) => u.email.length));
+  const seededNote = [
+    seeded > 0 ? `${seeded} sample patients` : '',
+    users > 0 ? `${users} demo logins` : '',
+  ].filter((x) => x !== '');
   return [
     `caduceus demo: patient-records service listening on ${url}`,
-    `database: ${db.dialect} ${databaseUrl}${seeded > 0 ? ` (migrated, ${seeded} sample patients seeded)` : ' (migrated)'}`,
+    `database: ${db.dialect} ${databaseUrl}${seededNote.length > 0 ? ` (migrated, ${seededNote.join(' and ')} seeded)` : ' (migrated)'}`,
     '',
-    'Try (-g keeps curl from reading [ ] in the URL as a glob):',
+    'Demo logins (email, password, what they see):',
+    ...DEMO_USERS.map((u) => `  ${u.email.padEnd(width)}  ${u.password.padEnd(22)}  ${reach(u)}`),
+    '',
+    'Try it in bash (-g keeps curl from reading [ ] in URLs as a glob):',
+    `  API=${url}${apiPrefix}`,
     `  curl -i ${url}/health`,
+    '  curl -i $API/patients                                    # 401 TOKEN_MISSING',
+    `  curl -i $API/auth/login ${json} -d '{"email":"${lee.email}","password":"wrong"}'   # 401 INVALID_CREDENTIALS`,
     '',
-    '  # list: offset pages, filters (field=value, field[op]=value), sort (-desc, comma-separated)',
-    `  curl -g '${api}/patients?page=2&size=5'`,
-    `  curl -g '${api}/patients?status=active&sort=-birth_date,family_name&size=10'`,
-    `  curl -g '${api}/patients?family_name[ilike]=ok&birth_date[gte]=1970-01-01'`,
-    `  curl -g '${api}/patients?status[in]=inactive,deceased&sort=created_at'`,
-    "  # keyset pages: pass each answer's meta.next_cursor as cursor",
-    `  curl -g '${api}/patients?limit=10&sort=-created_at'`,
-    `  curl -g '${api}/patients?limit=10&sort=-created_at&cursor=<next_cursor>'`,
-    `  curl -i -g '${api}/patients?ssn=900-70-0001'             # 400 VALIDATION_ERROR: ssn is not filterable`,
-    `  curl -i -g '${api}/patients?size=1000&sort=password'     # 400 naming the field`,
+    `  # ${lee.name} logs in: an access token for the API, a refresh token for new pairs`,
+    `  LOGIN=$(${login(lee)})`,
+    pick('TOKEN', 'LOGIN', 'access_token'),
+    pick('REFRESH', 'LOGIN', 'refresh_token'),
+    `  curl -s $API/auth/me ${bearer('TOKEN')}`,
     '',
-    '  # one patient, create, update with optimistic locking, soft delete',
-    `  curl -i ${api}/patients/${id}`,
-    `  curl -i ${api}/patients/00000000-0000-4000-8000-000000000000   # 404 NOT_FOUND`,
-    `  curl -i ${api}/patients ${json} -d '{"mrn":"MRN-2001","given_name":"Lena","family_name":"Ortiz","birth_date":"1990-05-17","ssn":"900-12-3456"}'`,
-    `  curl -i ${api}/patients ${json} -d '{"mrn":"MRN-1001","given_name":"Lena","family_name":"Ortiz","birth_date":"1990-05-17"}'   # 409 DUPLICATE`,
-    `  curl -i ${api}/patients ${json} -d '{"mrn":"x","birth_date":"1990-02-31"}'   # 422 with field_errors`,
-    `  curl -i -X PATCH ${api}/patients/${id} ${json} -H 'If-Match: 1' -d '{"status":"inactive"}'`,
-    `  curl -i -X PATCH ${api}/patients/${id} ${json} -H 'If-Match: 1' -d '{"status":"active"}'   # 409 CONFLICT: stale version`,
-    `  curl -i -X DELETE ${api}/patients/${id}                  # 204; then GET is a 404`,
+    "  # a provider's list holds their own patients only; filters, sort and pages work within it",
+    `  curl -s -g "$API/patients?status=active&sort=-birth_date,family_name&size=5" ${bearer('TOKEN')}`,
+    `  curl -s -g "$API/patients?family_name[ilike]=a&birth_date[gte]=1970-01-01" ${bearer('TOKEN')}`,
+    `  curl -s -g "$API/patients?limit=5&sort=-created_at" ${bearer('TOKEN')}   # then &cursor=<meta.next_cursor>`,
+    `  curl -i $API/patients/${leesPatient.id} ${bearer('TOKEN')}`,
+    `  curl -i $API/patients/${shahsPatient.id} ${bearer('TOKEN')}   # 404: another provider's patient`,
+    `  curl -i -X PATCH $API/patients/${leesPatient.id} ${bearer('TOKEN')} ${json} -H 'If-Match: 1' -d '{"status":"inactive"}'`,
+    `  curl -i $API/patients ${bearer('TOKEN')} ${json} -d '{"mrn":"MRN-2001","given_name":"Lena","family_name":"Ortiz","birth_date":"1990-05-17"}'   # 201, assigned to ${lee.name}`,
+    `  curl -i $API/patients ${bearer('TOKEN')} ${json} -d '{"mrn":"x","birth_date":"1990-02-31"}'   # 422 with field_errors`,
     '',
-    '  # failures',
-    `  curl -i ${api}/patients ${json} -d '{"mrn":'          # 400 INVALID_JSON`,
-    `  curl -i ${api}/patients/${id}/lab-results   # 500 after an await; the log has the cause`,
-    `  curl -i -H 'accept: application/problem+json' ${api}/patients/nope`,
-    `  curl -i -H 'accept: application/fhir+json' ${api}/patients/nope`,
+    `  # ${patient.name} (a patient) sees one record, and may not create one`,
+    `  LOGIN=$(${login(patient)})`,
+    pick('PATIENT_TOKEN', 'LOGIN', 'access_token'),
+    `  curl -s $API/patients ${bearer('PATIENT_TOKEN')}`,
+    `  curl -i $API/patients/${leesPatient.id} ${bearer('PATIENT_TOKEN')}   # 404: not theirs`,
+    `  curl -i $API/patients ${bearer('PATIENT_TOKEN')} ${json} -d '{}'   # 403 FORBIDDEN`,
+    '',
+    '  # the administrator sees everyone; and what the API answers when a request is wrong',
+    `  LOGIN=$(${login(DEMO_ADMIN)})`,
+    pick('ADMIN_TOKEN', 'LOGIN', 'access_token'),
+    `  curl -s -g "$API/patients?size=1" ${bearer('ADMIN_TOKEN')}   # meta.total: every patient`,
+    `  curl -s -g "$API/patients?provider_id=${shah.id}&size=1" ${bearer('ADMIN_TOKEN')}`,
+    `  curl -i $API/patients/${leesPatient.id}/lab-results ${bearer('ADMIN_TOKEN')}   # 500: no lab system; the log has the cause`,
+    `  curl -i -g "$API/patients?ssn=900-70-0001" ${bearer('ADMIN_TOKEN')}   # 400 VALIDATION_ERROR: ssn is not filterable`,
+    `  curl -i -X PATCH $API/patients/${leesPatient.id} ${bearer('ADMIN_TOKEN')} ${json} -H 'If-Match: 1' -d '{"status":"active"}'   # 409 CONFLICT: ${lee.name} changed it`,
+    `  curl -i $API/patients ${bearer('ADMIN_TOKEN')} ${json} -d '{"mrn":"MRN-1001","given_name":"A","family_name":"B","birth_date":"1990-05-17"}'   # 409 DUPLICATE`,
+    `  curl -i $API/patients ${bearer('ADMIN_TOKEN')} ${json} -d '{"mrn":'   # 400 INVALID_JSON`,
+    `  curl -i -X DELETE $API/patients/${unassigned.id} ${bearer('ADMIN_TOKEN')}   # 204 (soft delete); a GET is then a 404`,
+    `  curl -i $API/patients/nope ${bearer('ADMIN_TOKEN')} -H 'accept: application/problem+json'   # 404 as RFC 9457 problem details`,
+    `  curl -i $API/patients/nope ${bearer('ADMIN_TOKEN')} -H 'accept: application/fhir+json'   # 404 as a FHIR OperationOutcome`,
+    '',
+    '  # refresh: a new pair; the spent refresh token presented again revokes the whole login',
+    `  NEW=$(curl -s $API/auth/refresh ${json} -d "{\\"refresh_token\\":\\"$REFRESH\\"}")`,
+    pick('TOKEN', 'NEW', 'access_token'),
+    `  curl -i $API/auth/refresh ${json} -d "{\\"refresh_token\\":\\"$REFRESH\\"}"   # 401 TOKEN_REVOKED (reuse)`,
+    `  curl -i $API/patients ${bearer('TOKEN')}   # 401 TOKEN_REVOKED: same family`,
+    '',
+    '  # logout revokes the token and its refresh token',
+    `  curl -i -X POST $API/auth/logout ${bearer('PATIENT_TOKEN')}   # 204`,
+    `  curl -i $API/patients ${bearer('PATIENT_TOKEN')}   # 401 TOKEN_REVOKED`,
     '',
     'Send -H "x-request-id: my-id-1" to see your id echoed and in every log line. Ctrl-C stops.',
     '',

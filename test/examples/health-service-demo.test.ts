@@ -14,17 +14,64 @@ import { join, resolve } from 'node:path';
 import Sqlite from 'better-sqlite3';
 import { Pool } from 'pg';
 import request from 'supertest';
-import { createDatabase, createLogger, loadSettings } from '../../lib/index';
+import { createDatabase, createLogger, hashPassword, loadSettings } from '../../lib/index';
+import type { Database } from '../../lib/index';
 import { migrate, migrationSource, prepareDatabase, redactUrl } from '../../examples/health-service/database';
-import { SEED_PATIENTS, samplePatients } from '../../examples/health-service/seed';
+import type { DemoUser } from '../../examples/health-service/seed';
+import {
+  DEMO_ADMIN,
+  DEMO_PATIENTS,
+  DEMO_PROVIDERS,
+  DEMO_USERS,
+  SEED_PATIENTS,
+  samplePatients,
+} from '../../examples/health-service/seed';
 import type { Started } from '../../examples/health-service/server';
 import { start, walkthrough } from '../../examples/health-service/server';
+import { mariaDatabase } from '../support/isolated';
 import { PG_URL } from '../support/services';
-import { pgSchema, waitFor } from './support';
+import { bearer, pgSchema, TEST_PASSWORD_HASH, waitFor } from './support';
 
 const ROOT = resolve(__dirname, '../..');
 const API = loadSettings({ NODE_ENV: 'test' }).apiPrefix;
 const NEW_PATIENT = { mrn: 'MRN-6001', given_name: 'Lena', family_name: 'Ortiz', birth_date: '1990-05-17' };
+const MIGRATIONS = ['20250601000000_create_patients', '20250701000000_create_users'];
+const SEEDED = '(migrated, 50 sample patients and 5 demo logins seeded)';
+
+/** Log in over HTTP with a demo user's printed credentials; returns an `Authorization` value. */
+async function loginAs(base: string, user: DemoUser): Promise<string> {
+  const res = await request(base)
+    .post(`${API}/auth/login`)
+    .send({ email: user.email, password: user.password })
+    .expect(200);
+  return `Bearer ${(res.body as { data: { access_token: string } }).data.access_token}`;
+}
+
+/**
+ * The walkthrough's script (from `API=` to the last command), and the status each of its `curl -i`
+ * lines should print: the one its comment names, else 200.
+ */
+function walkthroughScript(banner: string): { script: string; statuses: number[] } {
+  const lines = banner.split('\n');
+  const from = lines.findIndex((l) => l.startsWith('  API='));
+  const to = lines.findIndex((l) => l.startsWith('Send -H'));
+  const script = lines.slice(from, to).join('\n');
+  const statuses = lines
+    .slice(from, to)
+    .filter((l) => /^\s+curl -i /.test(l))
+    .map((l) => Number(/#\s*(\d{3})\b/.exec(l)?.[1] ?? 200));
+  return { script, statuses };
+}
+
+/** Run `script` in bash; resolves with its output once it exits. */
+async function bash(script: string): Promise<string> {
+  const child = spawn('bash', ['-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`the walkthrough script exited with ${code}:\n${out}`);
+  return out;
+}
 
 /** A port that was free a moment ago (the OS picked it). */
 async function freePort(): Promise<number> {
@@ -86,7 +133,7 @@ describe('npm run demo', () => {
     for (const child of started.splice(0)) stopGroup(child, 'SIGKILL');
   });
 
-  test('with no DATABASE_URL: embedded SQLite, 50 seeded patients, a curl walkthrough; stops on SIGTERM', async () => {
+  test('with no DATABASE_URL: embedded SQLite, seeded patients and logins, the credentials and a walkthrough that works; stops on SIGTERM', async () => {
     const port = await freePort();
     const demo = run('npm', ['run', 'demo'], { PORT: String(port), NODE_ENV: 'development' });
     started.push(demo.child);
@@ -94,31 +141,45 @@ describe('npm run demo', () => {
     expect(url).toBe(`http://localhost:${port}`);
     await waitFor(() => (demo.stdout().includes('Ctrl-C stops') ? true : undefined));
     const out = demo.stdout();
-    expect(out).toContain('database: sqlite sqlite::memory: (migrated, 50 sample patients seeded)');
+    expect(out).toContain(`database: sqlite sqlite::memory: ${SEEDED}`);
+    for (const user of DEMO_USERS) expect(out).toMatch(new RegExp(`${user.email}\\s+${user.password}\\s`));
     expect(out).toContain(`curl -i ${url}/health`);
-    expect(out).toContain(
-      `curl -g '${url}${API}/patients?status=active&sort=-birth_date,family_name&size=10'`,
-    );
-    expect(out).toContain(`${url}${API}/patients?limit=10&sort=-created_at&cursor=<next_cursor>`);
-    expect(out).toContain(`-H 'If-Match: 1'`);
-    expect(out).toContain(`${API}/patients/${SEED_PATIENTS[0]!.id}`);
+    expect(out).toContain(`API=${url}${API}`);
+    expect(out).toContain('$API/patients?status=active&sort=-birth_date,family_name&size=5');
+    expect(out).toMatch(/# 404: another provider's patient/);
 
     const http = request(`http://127.0.0.1:${port}`);
     const health = await http.get('/health').expect(200);
     expect(health.body).toMatchObject({ status: 'ok', database: { status: 'healthy', dialect: 'sqlite' } });
-    const list = await http.get(`${API}/patients?status=active&sort=-birth_date&size=5`).expect(200);
+    await http.get(`${API}/patients`).expect(401);
+    const admin = await loginAs(`http://127.0.0.1:${port}`, DEMO_ADMIN);
+    const list = await http
+      .get(`${API}/patients?status=active&sort=-birth_date&size=5`)
+      .set('Authorization', admin)
+      .expect(200);
     expect(list.body.meta.total).toBe(SEED_PATIENTS.filter((p) => p.status === 'active').length);
     expect(list.body.data).toHaveLength(5);
-    const keyset = await http.get(`${API}/patients?limit=10&sort=-created_at`).expect(200);
-    expect(typeof keyset.body.meta.next_cursor).toBe('string');
-    const missing = await http.get(`${API}/patients/pat-0`).expect(404);
+    const missing = await http.get(`${API}/patients/pat-0`).set('Authorization', admin).expect(404);
     expect(missing.body.error_code).toBe('NOT_FOUND');
-    await http.post(`${API}/patients`).send(NEW_PATIENT).expect(201);
+
+    // The walkthrough as a user pastes it: every `curl -i` answers what its comment says.
+    const { script, statuses } = walkthroughScript(out);
+    expect(statuses.length).toBeGreaterThan(10);
+    const result = await bash(script);
+    const seen = [...result.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+    expect(seen).toEqual(statuses);
+    expect(result).toContain('"error_code":"TOKEN_MISSING"');
+    expect(result).toContain('"error_code":"INVALID_CREDENTIALS"');
+    expect(result).toContain('"error_code":"TOKEN_REVOKED"');
+    expect(result).toContain(`"email":"${DEMO_PROVIDERS[0]!.email}"`); // /auth/me
+    expect(result).toContain('"meta":{"page":1,"size":20,"total":1,"pages":1}'); // the patient's list
+    expect(result).toContain(`"total":${SEED_PATIENTS.length + 1},`); // the administrator's, with the new patient
+    expect(result).not.toContain('undefined'); // every token was picked
 
     const exited = once(demo.child, 'exit');
     stopGroup(demo.child, 'SIGTERM');
     await exited;
-  }, 45_000);
+  }, 60_000);
 
   test('with DATABASE_URL=postgres://…: migrates and seeds PostgreSQL once, then keeps its data', async () => {
     const target = await pgSchema('ex_demo');
@@ -132,14 +193,25 @@ describe('npm run demo', () => {
       started.push(demo.child);
       await waitFor(() => (demo.stdout().includes('Ctrl-C stops') ? true : undefined), 30_000);
       expect(demo.stdout()).toContain('database: postgres postgres://postgres@127.0.0.1:5432/test');
-      expect(demo.stdout()).toContain('(migrated, 50 sample patients seeded)');
+      expect(demo.stdout()).toContain(SEEDED);
       const http = request(`http://127.0.0.1:${port}`);
       const health = await http.get('/health').expect(200);
       expect(health.body.database).toMatchObject({ status: 'healthy', dialect: 'postgres' });
       expect(health.body.database.version).toMatch(/^PostgreSQL/);
-      const list = await http.get(`${API}/patients?family_name[ilike]=OKA&sort=given_name`).expect(200);
-      expect(list.body.meta.total).toBe(SEED_PATIENTS.filter((p) => p.family_name === 'Okafor').length);
-      await http.post(`${API}/patients`).send(NEW_PATIENT).expect(201);
+      const lee = DEMO_PROVIDERS[0]!;
+      const provider = await loginAs(`http://127.0.0.1:${port}`, lee);
+      const list = await http
+        .get(`${API}/patients?family_name[ilike]=OKA&sort=given_name`)
+        .set('Authorization', provider)
+        .expect(200);
+      const okafors = SEED_PATIENTS.filter((p) => p.family_name === 'Okafor' && p.provider_id === lee.id);
+      expect(list.body.meta.total).toBe(okafors.length);
+      const created = await http
+        .post(`${API}/patients`)
+        .set('Authorization', provider)
+        .send(NEW_PATIENT)
+        .expect(201);
+      expect(created.body.data.provider_id).toBe(lee.id);
       const exited = once(demo.child, 'exit');
       stopGroup(demo.child, 'SIGTERM');
       await exited;
@@ -151,6 +223,12 @@ describe('npm run demo', () => {
           `select count(*) as n from ${target.schema}.patients`,
         );
         expect(Number(rows[0]!.n)).toBe(51);
+        const users = await pool.query<{ email: string; password_hash: string }>(
+          `select email, password_hash from ${target.schema}.users order by email`,
+        );
+        expect(users.rows.map((r) => r.email)).toEqual(DEMO_USERS.map((u) => u.email).sort());
+        // The demo's own logins get the default cost too: their passwords are printed, not their hashes.
+        for (const r of users.rows) expect(r.password_hash).toMatch(/^\$scrypt\$n=32768,r=8,p=1\$/);
       } finally {
         await pool.end();
       }
@@ -159,7 +237,11 @@ describe('npm run demo', () => {
       const again = await start(quiet({ DATABASE_URL: target.url }));
       try {
         expect(again.seeded).toBe(0);
-        const res = await request(again.server).get(`${API}/patients?size=1`).expect(200);
+        expect(again.users).toBe(0);
+        const res = await request(again.server)
+          .get(`${API}/patients?size=1`)
+          .set('Authorization', bearer(again.auth, DEMO_ADMIN))
+          .expect(200);
         expect(res.body.meta.total).toBe(51);
       } finally {
         await again.stop();
@@ -183,11 +265,10 @@ describe('npm run demo', () => {
       });
       started.push(demo.child);
       await waitFor(() => (demo.stdout().includes('Ctrl-C stops') ? true : undefined), 30_000);
-      expect(demo.stdout()).toContain(
-        `database: sqlite sqlite:${file} (migrated, 50 sample patients seeded)`,
-      );
+      expect(demo.stdout()).toContain(`database: sqlite sqlite:${file} ${SEEDED}`);
       const created = await request(`http://127.0.0.1:${port}`)
         .post(`${API}/patients`)
+        .set('Authorization', await loginAs(`http://127.0.0.1:${port}`, DEMO_ADMIN))
         .send(NEW_PATIENT)
         .expect(201);
       const exited = once(demo.child, 'exit');
@@ -260,17 +341,28 @@ describe('start() in-process', () => {
     const first = await start(quiet({ DATABASE_URL: url }));
     running.push(first);
     expect(first.seeded).toBe(50);
+    expect(first.users).toBe(DEMO_USERS.length);
     expect(first.db.dialect).toBe('sqlite');
-    const created = await request(first.server).post(`${API}/patients`).send(NEW_PATIENT).expect(201);
+    const created = await request(first.server)
+      .post(`${API}/patients`)
+      .set('Authorization', bearer(first.auth, DEMO_ADMIN))
+      .send(NEW_PATIENT)
+      .expect(201);
     await first.stop();
     await first.stop(); // idempotent
 
     const second = await start(quiet({ DATABASE_URL: url }));
     running.push(second);
     expect(second.seeded).toBe(0);
-    const res = await request(second.server).get(`${API}/patients?size=1`).expect(200);
+    expect(second.users).toBe(0);
+    // A token of the first run is still good: same keys (JWT_SECRET_KEY), and the login is in the file.
+    const admin = bearer(first.auth, DEMO_ADMIN);
+    const res = await request(second.server)
+      .get(`${API}/patients?size=1`)
+      .set('Authorization', admin)
+      .expect(200);
     expect(res.body.meta.total).toBe(51);
-    await request(second.server).get(created.headers.location!).expect(200);
+    await request(second.server).get(created.headers.location!).set('Authorization', admin).expect(200);
   });
 
   test('the banner shows the database without its password', async () => {
@@ -309,30 +401,106 @@ describe('start() in-process', () => {
 });
 
 describe('migrations and seed', () => {
-  const open = () =>
-    createDatabase({
-      url: 'sqlite::memory:',
-      settings: loadSettings({ NODE_ENV: 'test' }),
-      logger: createLogger('database', { console: false, settings: loadSettings({ NODE_ENV: 'test' }) }),
-    });
+  const settings = loadSettings({ NODE_ENV: 'test' });
+  const open = (url = 'sqlite::memory:') =>
+    createDatabase({ url, settings, logger: createLogger('database', { console: false, settings }) });
+  const hash = (password: string) => hashPassword(password, TEST_PASSWORD_HASH);
 
-  test('migrate runs each migration once; rollback drops the table; prepareDatabase seeds only an empty table', async () => {
+  test('migrate runs each migration once; rollback drops the tables; prepareDatabase seeds only empty tables', async () => {
     const db = open();
     try {
-      expect(await migrate(db)).toEqual(['20250601000000_create_patients']);
+      expect(await migrate(db)).toEqual(MIGRATIONS);
       expect(await migrate(db)).toEqual([]);
       expect(await db.knex.schema.hasTable('patients')).toBe(true);
+      expect(await db.knex.schema.hasTable('users')).toBe(true);
       await db.knex.migrate.rollback({ migrationSource }, true);
       expect(await db.knex.schema.hasTable('patients')).toBe(false);
-      expect(await prepareDatabase(db)).toEqual({
-        migrations: ['20250601000000_create_patients'],
-        seeded: 50,
-      });
-      expect(await prepareDatabase(db)).toEqual({ migrations: [], seeded: 0 });
+      expect(await db.knex.schema.hasTable('users')).toBe(false);
+      expect(await prepareDatabase(db, { hash })).toEqual({ migrations: MIGRATIONS, seeded: 50, users: 5 });
+      expect(await prepareDatabase(db, { hash })).toEqual({ migrations: [], seeded: 0, users: 0 });
     } finally {
       await db.close();
     }
   });
+
+  test('a database of the patients-only schema gets the logins, linked to the records it has', async () => {
+    const db = open();
+    try {
+      await db.knex.migrate.up({ migrationSource });
+      await db
+        .knex('patients')
+        .insert(
+          SEED_PATIENTS.slice(0, 4).map(({ provider_id: _p, ...p }) => ({ ...p, updated_at: p.created_at })),
+        );
+      // MRN-1004 (the first patient login's record) exists, MRN-1005 does not.
+      expect(await prepareDatabase(db, { hash })).toEqual({
+        migrations: [MIGRATIONS[1]],
+        seeded: 0,
+        users: 4,
+      });
+      const linked = (await db.knex('users').whereNotNull('patient_id').pluck('patient_id')) as string[];
+      expect(linked).toEqual([DEMO_PATIENTS[0]!.patient_id]);
+    } finally {
+      await db.close();
+    }
+  });
+
+  /** The users migration down and up again on `db`: the patients table keeps its indexes and rows. */
+  async function downAndUp(db: Database): Promise<void> {
+    await db.knex.migrate.latest({ migrationSource });
+    const count = async () => Number((await db.knex('patients').count({ n: '*' }).first())?.n);
+    await prepareDatabase(db, { hash });
+    await db.knex.migrate.down({ migrationSource });
+    expect(await db.knex.schema.hasTable('users')).toBe(false);
+    expect(await db.knex.schema.hasColumn('patients', 'provider_id')).toBe(false);
+    expect(await count()).toBe(50);
+    await db.knex.migrate.up({ migrationSource });
+    expect(await db.knex.schema.hasColumn('patients', 'provider_id')).toBe(true);
+    // Outcomes rather than `rejects.toThrow()`: jest does not always take better-sqlite3's errors for Errors.
+    const outcome = (query: PromiseLike<unknown>) =>
+      Promise.resolve(query).then(
+        () => 'written',
+        () => 'refused',
+      );
+    // The MRN is still unique (SQLite rebuilt the table for the foreign key both ways).
+    const duplicate = { ...SEED_PATIENTS[0]!, id: 'x', provider_id: null, updated_at: new Date() };
+    expect(await outcome(db.knex('patients').insert(duplicate))).toBe('refused');
+    // And provider_id is a foreign key again.
+    const dangling = db
+      .knex('patients')
+      .where({ id: SEED_PATIENTS[0]!.id })
+      .update({ provider_id: 'nobody' });
+    expect(await outcome(dangling)).toBe('refused');
+  }
+
+  test('the users migration goes down and up again on SQLite, PostgreSQL and MariaDB', async () => {
+    const sqlite = open();
+    try {
+      await downAndUp(sqlite);
+      const indexes = await sqlite.knex.raw<{ name: string }[]>("pragma index_list('patients')");
+      expect(indexes.map((i) => i.name).sort()).toEqual(
+        expect.arrayContaining([
+          'patients_birth_date_idx',
+          'patients_created_at_idx',
+          'patients_mrn_unique',
+          'patients_name_idx',
+          'patients_provider_idx',
+          'patients_status_idx',
+        ]),
+      );
+    } finally {
+      await sqlite.close();
+    }
+    for (const target of [await pgSchema('ex_migrate'), await mariaDatabase('ex_migrate')]) {
+      const db = open(target.url);
+      try {
+        await downAndUp(db);
+      } finally {
+        await db.close();
+        await target.drop();
+      }
+    }
+  }, 30_000);
 
   test('the migrations directory also works with Knex directory loading (the knex CLI way)', async () => {
     const db = open();
@@ -342,13 +510,18 @@ describe('migrations and seed', () => {
         loadExtensions: ['.ts'],
       });
       expect(await db.knex.schema.hasColumn('patients', 'ssn')).toBe(true);
+      expect(await db.knex.schema.hasColumn('patients', 'provider_id')).toBe(true);
+      expect(await db.knex.schema.hasColumn('users', 'password_hash')).toBe(true);
     } finally {
       await db.close();
     }
   });
 
   test('the seed is deterministic, realistic and unique where the schema says so', () => {
-    expect(samplePatients()).toEqual(SEED_PATIENTS);
+    const providers = DEMO_PROVIDERS.map((p) => p.id);
+    expect(samplePatients(50, 20250601, [...providers, null])).toEqual(SEED_PATIENTS);
+    // Assigning providers does not change the patients themselves.
+    expect(samplePatients()).toEqual(SEED_PATIENTS.map((p) => ({ ...p, provider_id: null })));
     expect(SEED_PATIENTS).toHaveLength(50);
     expect(new Set(SEED_PATIENTS.map((p) => p.id)).size).toBe(50);
     expect(new Set(SEED_PATIENTS.map((p) => p.mrn)).size).toBe(50);
@@ -357,5 +530,21 @@ describe('migrations and seed', () => {
       expect(p.birth_date).toMatch(/^(19[3-9]\d|20[0-2]\d)-\d{2}-\d{2}$/);
     }
     expect(new Set(SEED_PATIENTS.map((p) => p.status))).toEqual(new Set(['active', 'inactive', 'deceased']));
+    expect(providers.map((id) => SEED_PATIENTS.filter((p) => p.provider_id === id).length)).toEqual([17, 17]);
+  });
+
+  test('the demo logins: one admin, two providers, two patients linked to records of different providers', () => {
+    expect(DEMO_USERS.map((u) => u.roles.join())).toEqual([
+      'admin',
+      'provider',
+      'provider',
+      'patient',
+      'patient',
+    ]);
+    expect(new Set(DEMO_USERS.map((u) => u.id)).size).toBe(DEMO_USERS.length);
+    expect(new Set(DEMO_USERS.map((u) => u.email)).size).toBe(DEMO_USERS.length);
+    for (const u of DEMO_USERS) expect(u.email).toMatch(/^[a-z.]+@clinic\.example$/);
+    const records = DEMO_PATIENTS.map((u) => SEED_PATIENTS.find((p) => p.id === u.patient_id));
+    expect(records.map((p) => p?.provider_id)).toEqual(DEMO_PROVIDERS.map((p) => p.id));
   });
 });

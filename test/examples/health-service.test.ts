@@ -1,21 +1,23 @@
 /**
- * Acceptance test of examples/health-service: the public behaviour of the demo, driven over HTTP
- * through its exported app on Express 4 and 5, on SQLite (a fresh in-memory database per test),
- * PostgreSQL (a schema per worker) and MariaDB (a database per worker); plus `npm run demo` as a
- * real child process, on its embedded SQLite default and on PostgreSQL through DATABASE_URL.
+ * Acceptance test of examples/health-service: the patient resource, driven over HTTP through its
+ * exported app on Express 4 and 5, on SQLite (in memory), PostgreSQL (a schema per worker) and
+ * MariaDB (a database per worker), reseeded before each test. Requests are made as the
+ * administrator, who reaches every patient; login, tokens and each role's reach are in
+ * health-service-auth.test.ts, `npm run demo` as a child process in health-service-demo.test.ts.
  */
 import type { Express } from 'express';
 import request from 'supertest';
 import type { Response } from 'supertest';
-import type { Database } from '../../lib/index';
+import type { Auth, Database } from '../../lib/index';
 import { createDatabase, loadSettings } from '../../lib/index';
 import { createApp } from '../../examples/health-service/app';
+import { serviceAuth } from '../../examples/health-service/auth';
 import type { LabClient } from '../../examples/health-service/labs';
-import { SEED_PATIENTS } from '../../examples/health-service/seed';
+import { DEMO_ADMIN, SEED_PATIENTS } from '../../examples/health-service/seed';
 import type { SeedPatient } from '../../examples/health-service/seed';
 import { EXPRESS } from '../support/express';
 import type { CapturedLogs, ExampleDialect, LogLine } from './support';
-import { captureLogs, useServiceDatabase, waitFor } from './support';
+import { bearer, captureLogs, TEST_PASSWORD_HASH, useServiceDatabase, waitFor } from './support';
 
 const settings = loadSettings({ NODE_ENV: 'test', LOG_LEVEL: 'debug' });
 const API = settings.apiPrefix;
@@ -67,19 +69,39 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
   describe.each(DIALECTS)('with $name', ({ dialect }) => {
     const database = useServiceDatabase(dialect, `ex_hs${major}`, settings);
     let logs: CapturedLogs;
+    let auth: Auth;
     let app: Express;
+    /** Requests as the administrator, who sees every patient (the roles have their own suite). */
+    let admin: ReturnType<typeof request.agent>;
+    const asAdmin = (target: Express) => request.agent(target).set('Authorization', bearer(auth, DEMO_ADMIN));
+    /** The app on the test's database with the test's logs and Auth; `more` adds options. */
+    const build = (more: Partial<Parameters<typeof createApp>[0]> = {}) =>
+      createApp({
+        express,
+        settings,
+        db: database.db(),
+        createLogger: logs.createLogger,
+        auth,
+        passwordHash: TEST_PASSWORD_HASH,
+        ...more,
+      });
 
     beforeEach(() => {
       logs = captureLogs(settings);
-      app = createApp({ express, settings, db: database.db(), createLogger: logs.createLogger });
+      auth = serviceAuth({ db: database.db(), settings, logger: logs.createLogger('auth') });
+      app = build();
+      admin = asAdmin(app);
+    });
+    afterEach(async () => {
+      await auth.close();
     });
 
     const accessLine = (requestId: string): Promise<LogLine> =>
       waitFor(() => logs.lines.find((l) => l.logger === 'http' && l.request_id === requestId));
-    const list = (query: string) => request(app).get(`${API}/patients${query}`);
+    const list = (query: string) => admin.get(`${API}/patients${query}`);
 
     test('GET /health answers 200 with the database status and is left out of the access log', async () => {
-      const res = await request(app).get('/health').expect(200);
+      const res = await admin.get('/health').expect(200);
       expect(res.body).toMatchObject({
         status: 'ok',
         service: settings.appName,
@@ -108,6 +130,7 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
           birth_date: seed.birth_date,
           sex: seed.sex,
           status: seed.status,
+          provider_id: seed.provider_id,
           version: 1,
           created_at: seed.created_at.toISOString(),
           updated_at: seed.created_at.toISOString(),
@@ -254,14 +277,14 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
 
     describe('one patient', () => {
       test('gets a patient by id, with its version as ETag', async () => {
-        const res = await request(app).get(`${API}/patients/${FIRST.id}`).expect(200);
+        const res = await admin.get(`${API}/patients/${FIRST.id}`).expect(200);
         expect(res.body).toMatchObject({ success: true, data: { id: FIRST.id, mrn: FIRST.mrn, version: 1 } });
         expect(res.headers.etag).toBe('"1"');
         expect(res.body.data).not.toHaveProperty('ssn');
       });
 
       test('an unknown id is a 404 envelope from NotFoundError', async () => {
-        const res = await request(app).get(`${API}/patients/${MISSING_ID}`).expect(404);
+        const res = await admin.get(`${API}/patients/${MISSING_ID}`).expect(404);
         expect(res.headers['content-type']).toMatch(/^application\/json/);
         expect(res.body).toEqual({
           success: false,
@@ -278,7 +301,7 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
 
     describe('create', () => {
       test('201 with Location and ETag, version 1, then readable and listed', async () => {
-        const res = await request(app)
+        const res = await admin
           .post(`${API}/patients`)
           .send({ ...NEW_PATIENT, ssn: NEW_SSN })
           .expect(201);
@@ -288,7 +311,7 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
         expect(created).not.toHaveProperty('ssn');
         expect(res.headers.location).toBe(`${API}/patients/${created.id}`);
         expect(res.headers.etag).toBe('"1"');
-        const read = await request(app).get(res.headers.location!).expect(200);
+        const read = await admin.get(res.headers.location!).expect(200);
         expect(read.body.data).toEqual(created);
         const listed = await list(`?mrn=${NEW_PATIENT.mrn}`).expect(200);
         expect(idsOf(listed)).toEqual([created.id]);
@@ -306,7 +329,7 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
       });
 
       test('invalid input is a 422 with an error for every bad field, echoing no value', async () => {
-        const res = await request(app)
+        const res = await admin
           .post(`${API}/patients`)
           .send({
             mrn: 'bad mrn',
@@ -337,20 +360,20 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
       });
 
       test('a birth date in the future and a body that is not an object are 422s too', async () => {
-        const future = await request(app)
+        const future = await admin
           .post(`${API}/patients`)
           .send({ ...NEW_PATIENT, birth_date: '2999-01-01' })
           .expect(422);
         expect(future.body.details.field_errors).toEqual({ birth_date: 'must not be in the future' });
-        const array = await request(app).post(`${API}/patients`).send([NEW_PATIENT]).expect(422);
+        const array = await admin.post(`${API}/patients`).send([NEW_PATIENT]).expect(422);
         expect(array.body.details.field_errors).toEqual({ _: 'must be a JSON object' });
         // No body at all: Express 5 leaves req.body undefined, Express 4 sets {}; a 422 either way.
-        const none = await request(app).post(`${API}/patients`).expect(422);
+        const none = await admin.post(`${API}/patients`).expect(422);
         expect(none.body.error_code).toBe('VALIDATION_ERROR');
       });
 
       test('a duplicate MRN is a 409 DUPLICATE that does not echo the MRN; nothing is written', async () => {
-        const res = await request(app)
+        const res = await admin
           .post(`${API}/patients`)
           .send({ ...NEW_PATIENT, mrn: FIRST.mrn })
           .expect(409);
@@ -366,7 +389,7 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
     });
 
     describe('update', () => {
-      const patch = (id: string) => request(app).patch(`${API}/patients/${id}`);
+      const patch = (id: string) => admin.patch(`${API}/patients/${id}`);
 
       test('If-Match with the current version updates and bumps it; a stale one is a 409', async () => {
         const res = await patch(FIRST.id).set('If-Match', '"1"').send({ status: 'inactive' }).expect(200);
@@ -381,7 +404,7 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
           error_code: 'CONFLICT',
           details: { resource_type: 'Patient', resource_id: FIRST.id },
         });
-        const now = await request(app).get(`${API}/patients/${FIRST.id}`).expect(200);
+        const now = await admin.get(`${API}/patients/${FIRST.id}`).expect(200);
         expect(now.body.data).toMatchObject({ status: 'inactive', version: 2 });
       });
 
@@ -397,7 +420,7 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
           patch(FIRST.id).set('If-Match', '1').send({ status: 'deceased' }),
         ]);
         expect([a.status, b.status].sort()).toEqual([200, 409]);
-        const now = await request(app).get(`${API}/patients/${FIRST.id}`).expect(200);
+        const now = await admin.get(`${API}/patients/${FIRST.id}`).expect(200);
         expect(now.body.data.version).toBe(2);
         expect(now.body.data.status).toBe((a.status === 200 ? a : b).body.data.status);
       });
@@ -418,7 +441,7 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
         expect(both.body.details.field_errors).toHaveProperty('version');
         const notInt = await patch(FIRST.id).send({ version: '1', status: 'inactive' }).expect(400);
         expect(notInt.body.details.field_errors).toHaveProperty('version');
-        expect((await request(app).get(`${API}/patients/${FIRST.id}`)).body.data.version).toBe(1);
+        expect((await admin.get(`${API}/patients/${FIRST.id}`)).body.data.version).toBe(1);
       });
 
       test('invalid, empty and unknown-field patches are 422s; an unknown id is a 404', async () => {
@@ -443,21 +466,21 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
           .expect(409);
         expect(res.body).toMatchObject({ error_code: 'DUPLICATE', details: { field: 'mrn' } });
         expect(res.text).not.toContain(other.mrn);
-        const now = await request(app).get(`${API}/patients/${FIRST.id}`).expect(200);
+        const now = await admin.get(`${API}/patients/${FIRST.id}`).expect(200);
         expect(now.body.data).toMatchObject({ mrn: FIRST.mrn, status: FIRST.status, version: 1 });
       });
     });
 
     describe('delete', () => {
       test('a soft delete: 204, then 404 everywhere, out of lists, row kept with deleted_at', async () => {
-        await request(app).delete(`${API}/patients/${FIRST.id}`).expect(204);
-        await request(app).get(`${API}/patients/${FIRST.id}`).expect(404);
-        await request(app)
+        await admin.delete(`${API}/patients/${FIRST.id}`).expect(204);
+        await admin.get(`${API}/patients/${FIRST.id}`).expect(404);
+        await admin
           .patch(`${API}/patients/${FIRST.id}`)
           .set('If-Match', '1')
           .send({ status: 'active' })
           .expect(404);
-        await request(app).delete(`${API}/patients/${FIRST.id}`).expect(404);
+        await admin.delete(`${API}/patients/${FIRST.id}`).expect(404);
         const rest = await list('?size=100').expect(200);
         expect(rest.body.meta.total).toBe(49);
         expect(idsOf(rest)).not.toContain(FIRST.id);
@@ -467,7 +490,7 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
         >;
         expect(row.deleted_at).not.toBeNull();
         // The MRN of a soft-deleted patient stays taken (the unique index covers every row).
-        await request(app)
+        await admin
           .post(`${API}/patients`)
           .send({ ...NEW_PATIENT, mrn: FIRST.mrn })
           .expect(409);
@@ -476,31 +499,31 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
 
     test('no SSN in any response or log line, whatever the route or outcome', async () => {
       const responses: Response[] = [];
-      const created = await request(app)
+      const created = await admin
         .post(`${API}/patients`)
         .send({ ...NEW_PATIENT, ssn: NEW_SSN })
         .expect(201);
       const id = created.body.data.id as string;
       responses.push(created);
-      responses.push(await request(app).get(`${API}/patients/${id}`).expect(200));
+      responses.push(await admin.get(`${API}/patients/${id}`).expect(200));
       responses.push(await list('?size=100').expect(200));
       responses.push(await list('?limit=100&sort=-created_at').expect(200));
       responses.push(
-        await request(app)
+        await admin
           .patch(`${API}/patients/${id}`)
           .set('If-Match', '1')
           .send({ ssn: '902-11-2222' })
           .expect(200),
       );
       responses.push(
-        await request(app)
+        await admin
           .patch(`${API}/patients/${id}`)
           .set('If-Match', '1')
           .send({ ssn: '903-11-2222' })
           .expect(409),
       );
       responses.push(
-        await request(app)
+        await admin
           .post(`${API}/patients`)
           .send({ ...NEW_PATIENT, ssn: NEW_SSN })
           .expect(409),
@@ -525,7 +548,7 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
 
     describe('request id', () => {
       test('a safe incoming X-Request-Id is echoed, in the error body and in the log lines', async () => {
-        const res = await request(app)
+        const res = await admin
           .get(`${API}/patients/${MISSING_ID}`)
           .set('X-Request-Id', 'client-req.42:a_b')
           .expect(404);
@@ -548,7 +571,7 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
       });
 
       test('without one, each request gets its own UUID', async () => {
-        const [a, b] = await Promise.all([request(app).get('/health'), request(app).get('/health')]);
+        const [a, b] = await Promise.all([admin.get('/health'), admin.get('/health')]);
         expect(a.headers['x-request-id']).toMatch(UUID);
         expect(b.headers['x-request-id']).toMatch(UUID);
         expect(a.headers['x-request-id']).not.toBe(b.headers['x-request-id']);
@@ -557,7 +580,7 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
 
     describe('failures', () => {
       test('an error thrown after an await is a generic 500: no stack, no internal message', async () => {
-        const res = await request(app).get(`${API}/patients/${FIRST.id}/lab-results`).expect(500);
+        const res = await admin.get(`${API}/patients/${FIRST.id}/lab-results`).expect(500);
         expect(res.body).toEqual({
           success: false,
           error: 'Internal server error',
@@ -568,7 +591,7 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
       });
 
       test('the 500 is logged once, at error, with its cause and stack', async () => {
-        const res = await request(app).get(`${API}/patients/${FIRST.id}/lab-results`).expect(500);
+        const res = await admin.get(`${API}/patients/${FIRST.id}/lab-results`).expect(500);
         await accessLine(res.headers['x-request-id']!);
         const errorLines = logs.lines.filter((l) => l.logger === 'errors');
         expect(errorLines).toHaveLength(1);
@@ -594,20 +617,14 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
             ];
           },
         };
-        const withLabs = createApp({
-          express,
-          settings,
-          db: database.db(),
-          createLogger: logs.createLogger,
-          labs,
-        });
-        const res = await request(withLabs).get(`${API}/patients/${FIRST.id}/lab-results`).expect(200);
+        const withLabs = asAdmin(build({ labs }));
+        const res = await withLabs.get(`${API}/patients/${FIRST.id}/lab-results`).expect(200);
         expect(res.body.data[0]).toMatchObject({ code: '2345-7', display: `Glucose ${FIRST.id}` });
-        await request(withLabs).get(`${API}/patients/${MISSING_ID}/lab-results`).expect(404);
+        await withLabs.get(`${API}/patients/${MISSING_ID}/lab-results`).expect(404);
       });
 
       test('malformed JSON is a 400 INVALID_JSON', async () => {
-        const res = await request(app)
+        const res = await admin
           .post(`${API}/patients`)
           .set('Content-Type', 'application/json')
           .send('{"mrn": "MRN-7000",')
@@ -618,7 +635,7 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
       });
 
       test('a body over the limit is a 413 PAYLOAD_TOO_LARGE', async () => {
-        const res = await request(app)
+        const res = await admin
           .post(`${API}/patients`)
           .send({ ...NEW_PATIENT, notes: 'x'.repeat(150 * 1024) })
           .expect(413);
@@ -626,18 +643,12 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
       });
 
       test('the body limit is an option', async () => {
-        const small = createApp({
-          express,
-          settings,
-          db: database.db(),
-          createLogger: logs.createLogger,
-          bodyLimit: 64,
-        });
-        await request(small).post(`${API}/patients`).send(NEW_PATIENT).expect(413);
+        const small = asAdmin(build({ bodyLimit: 64 }));
+        await small.post(`${API}/patients`).send(NEW_PATIENT).expect(413);
       });
 
       test('an unmatched route is a 404 envelope', async () => {
-        const res = await request(app).delete(`${API}/patients`).expect(404);
+        const res = await admin.delete(`${API}/patients`).expect(404);
         expect(res.body).toEqual({
           success: false,
           error: 'Route not found',
@@ -649,7 +660,7 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
 
     describe('error formats', () => {
       test('Accept: application/problem+json gives RFC 9457 problem details', async () => {
-        const res = await request(app)
+        const res = await admin
           .get(`${API}/patients/${MISSING_ID}`)
           .set('Accept', 'application/problem+json')
           .expect(404);
@@ -665,7 +676,7 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
       });
 
       test('Accept: application/fhir+json gives an OperationOutcome with one issue per bad field', async () => {
-        const res = await request(app)
+        const res = await admin
           .post(`${API}/patients`)
           .set('Accept', 'application/fhir+json')
           .send({ ...NEW_PATIENT, birth_date: 'yesterday' })
@@ -684,7 +695,7 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
 
     describe('logs', () => {
       test('one access line per request with the route template, status, duration and request id', async () => {
-        const res = await request(app)
+        const res = await admin
           .get(`${API}/patients/${FIRST.id}?secret=abc`)
           .set('User-Agent', 'acceptance')
           .expect(200);
@@ -707,7 +718,7 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
 
       // Express resets req.baseUrl once the error leaves the router; the template is recorded at match time.
       test('an error answered by errors() keeps the full route template in the access log', async () => {
-        const res = await request(app).get(`${API}/patients/${MISSING_ID}`).expect(404);
+        const res = await admin.get(`${API}/patients/${MISSING_ID}`).expect(404);
         const line = await accessLine(res.headers['x-request-id']!);
         expect(line.route).toBe(`${API}/patients/:id`);
       });
@@ -727,9 +738,9 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
       });
 
       test('posted PHI appears in no log line, whatever the outcome', async () => {
-        await request(app).post(`${API}/patients`).send(NEW_PATIENT).expect(201);
-        await request(app).post(`${API}/patients`).send(NEW_PATIENT).expect(409);
-        await request(app)
+        await admin.post(`${API}/patients`).send(NEW_PATIENT).expect(201);
+        await admin.post(`${API}/patients`).send(NEW_PATIENT).expect(409);
+        await admin
           .post(`${API}/patients`)
           .send({ ...NEW_PATIENT, mrn: 'MRN-5002', birth_date: 'x' })
           .expect(422);
@@ -750,9 +761,19 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
 
   describe('when the database is down', () => {
     const downs: Database[] = [];
+    const auths: Auth[] = [];
     afterAll(async () => {
+      await Promise.all(auths.map((a) => a.close()));
       await Promise.all(downs.map((d) => d.close()));
     });
+
+    /** The app on `db`, and an administrator's agent: tokens are verified without the database. */
+    function downApp(db: Database, logs: CapturedLogs) {
+      const auth = serviceAuth({ db, settings, logger: logs.createLogger('auth') });
+      auths.push(auth);
+      const app = createApp({ express, settings, db, createLogger: logs.createLogger, auth });
+      return { app, admin: request.agent(app).set('Authorization', bearer(auth, DEMO_ADMIN)) };
+    }
 
     test('PostgreSQL refusing connections: /health is a 503 naming the database, API calls fail fast with 503', async () => {
       const logs = captureLogs(settings);
@@ -763,18 +784,24 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
         healthCheckTimeoutMs: 1000,
       });
       downs.push(db);
-      const down = createApp({ express, settings, db, createLogger: logs.createLogger });
+      const down = downApp(db, logs);
       const started = Date.now();
-      const res = await request(down).get('/health').expect(503);
+      const res = await request(down.app).get('/health').expect(503);
       expect(res.body).toMatchObject({
         status: 'unavailable',
         service: settings.appName,
         database: { status: 'unhealthy', dialect: 'postgres', error: 'ECONNREFUSED' },
       });
-      const api = await request(down).get(`${API}/patients`).expect(503);
+      const api = await down.admin.get(`${API}/patients`).expect(503);
       expect(api.body).toMatchObject({ success: false, error_code: 'SERVICE_UNAVAILABLE' });
-      const write = await request(down).post(`${API}/patients`).send(NEW_PATIENT).expect(503);
+      const write = await down.admin.post(`${API}/patients`).send(NEW_PATIENT).expect(503);
       expect(write.body.error_code).toBe('SERVICE_UNAVAILABLE');
+      // A login cannot check the password: a 503, never a 401 that would blame the user.
+      const login = await request(down.app)
+        .post(`${API}/auth/login`)
+        .send({ email: DEMO_ADMIN.email, password: DEMO_ADMIN.password })
+        .expect(503);
+      expect(login.body.error_code).toBe('SERVICE_UNAVAILABLE');
       expect(Date.now() - started).toBeLessThan(5000);
     });
 
@@ -782,13 +809,13 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
       const logs = captureLogs(settings);
       const db = createDatabase({ url: 'sqlite::memory:', settings, logger: logs.createLogger('database') });
       await db.close();
-      const down = createApp({ express, settings, db, createLogger: logs.createLogger });
-      const res = await request(down).get('/health').expect(503);
+      const down = downApp(db, logs);
+      const res = await request(down.app).get('/health').expect(503);
       expect(res.body).toMatchObject({
         status: 'unavailable',
         database: { status: 'unhealthy', dialect: 'sqlite' },
       });
-      const api = await request(down).get(`${API}/patients`);
+      const api = await down.admin.get(`${API}/patients`);
       // Knex reports a destroyed pool with a plain Error, which lib/errors maps to 500 (not 503).
       expect([500, 503]).toContain(api.status);
       expect(api.text).not.toMatch(/acquire|knex|pool/i);
