@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { z } from 'zod';
 import type { Database } from '../../lib/index';
-import { BaseRepository, NotFoundError } from '../../lib/index';
+import { BaseRepository } from '../../lib/index';
 import { required, strictFields } from './validation';
 
 export const SEXES = ['female', 'male', 'other', 'unknown'] as const;
@@ -195,17 +195,6 @@ export class PatientRepository extends BaseRepository<Patient, PatientCreate, Pa
       if (providerId !== undefined) q.orWhere('provider_id', providerId);
       if (patientId !== undefined) q.orWhere('id', patientId);
     });
-  }
-
-  /**
-   * `BaseRepository.delete()` addresses the table rather than `baseQuery()`, so in a view the row
-   * is first looked up through the scope (in the request's transaction, like the delete).
-   */
-  override async delete(id: string | number): Promise<void> {
-    if (this.#scope.getStore() !== undefined && !(await this.exists(id))) {
-      throw new NotFoundError(this.resource, id);
-    }
-    await super.delete(id);
   }
 
   protected override toEntity(row: Record<string, unknown>): Patient {

@@ -144,6 +144,12 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
     });
   }
 
+  /** baseQuery() including soft-deleted rows, with the subclass's own narrowing kept (restore). */
+  #withDeletedQuery(k: Knex): Knex.QueryBuilder {
+    const scope: Scope = { repo: this, trx: this.#scope()?.trx, withDeleted: true };
+    return scopeStorage().run(scope, () => this.baseQuery(k));
+  }
+
   #scope(): Scope | undefined {
     const s = scopeStorage().getStore();
     return s?.repo === this ? s : undefined;
@@ -577,7 +583,8 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
     const c = this.config;
     const k = this.writer();
     const n = await this.run(async () => {
-      const qb = this.table(k).where(c.idColumn, id);
+      // Through baseQuery(): a subclass that narrows the rows a caller may see narrows deletes too.
+      const qb = this.baseQuery(k).where(c.idColumn, id);
       if (c.softDelete) return await qb.whereNull('deleted_at').update({ deleted_at: new Date() });
       return qb.delete();
     });
@@ -593,7 +600,7 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
       throw new ConfigError(`BaseRepository: restore needs softDelete: true on ${c.resource}`);
     const k = this.writer();
     const n = await this.run(() =>
-      this.table(k).where(c.idColumn, id).whereNotNull('deleted_at').update({ deleted_at: null }),
+      this.#withDeletedQuery(k).where(c.idColumn, id).whereNotNull('deleted_at').update({ deleted_at: null }),
     );
     this.emit('restore', [id], n === 0 ? 'not_found' : 'success');
     if (n === 0) throw new NotFoundError(c.resource, id);

@@ -34,6 +34,17 @@ class PatientRepository extends core.BaseRepository<Patient, PatientCreate, Pati
 }
 
 /** A subclass holding its collaborator in an ECMAScript private field. */
+/** Narrows every row access to one status, the way a multi-tenant or per-user view would. */
+class ActiveOnlyRepository extends core.BaseRepository<Patient, PatientCreate, PatientUpdate> {
+  constructor(db: core.Database) {
+    super(db, PATIENT_OPTIONS);
+  }
+
+  protected override baseQuery(k: Knex): Knex.QueryBuilder {
+    return super.baseQuery(k).where('status', 'active');
+  }
+}
+
 class AuditedPatientRepository extends core.BaseRepository<Patient, PatientCreate, PatientUpdate> {
   readonly #lookups: string[] = [];
 
@@ -931,6 +942,20 @@ describe.each(DIALECTS)('BaseRepository on %s', (dialect) => {
       expect((await all.findByMrn('S1'))?.deleted_at).toBeInstanceOf(Date);
       // Deriving does not change the original.
       expect(await named.findByMrn('S1')).toBeUndefined();
+    });
+
+    it('a narrowed baseQuery() narrows delete() and restore() too, not only reads and updates', async () => {
+      const narrowed = new ActiveOnlyRepository(db);
+      const hidden = await repo.create(input('N1', { status: 'inactive' }));
+      const visible = await repo.create(input('N2'));
+      await expect(narrowed.getById(hidden.id)).rejects.toBeInstanceOf(core.NotFoundError);
+      await expect(narrowed.delete(hidden.id)).rejects.toBeInstanceOf(core.NotFoundError);
+      expect((await repo.getById(hidden.id)).deleted_at).toBeNull();
+      await repo.delete(hidden.id);
+      await expect(narrowed.restore(hidden.id)).rejects.toBeInstanceOf(core.NotFoundError);
+      expect((await repo.withDeleted().getById(hidden.id)).deleted_at).toBeInstanceOf(Date);
+      await narrowed.delete(visible.id);
+      expect((await narrowed.restore(visible.id)).id).toBe(visible.id);
     });
 
     it('a subclass keeping a collaborator in an ECMAScript #private field still works when derived', async () => {
