@@ -86,6 +86,7 @@ export type {
   VerificationKey,
   RemoteJwksOptions,
   PasswordHashOptions,
+  SelfOptions,
   MtlsOptions,
   MtlsServerOptions,
   MtlsForwardedOptions,

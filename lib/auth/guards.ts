@@ -74,17 +74,37 @@ export function requireHealthcareProvider(options: { roles?: readonly string[] }
   return guard('requireHealthcareProvider', (user) => user.roles.some((r) => wanted.has(r)));
 }
 
+/** Which route parameter names the user's own resource, and how to read "own" from the user. */
+export interface SelfOptions {
+  /** The route parameter, e.g. `id` in `/patients/:id`. */
+  param: string;
+  /** The user's own value to compare with. Default: `user.id`. E.g. `(u) => u.claims.patient_id`. */
+  self?: (user: AuthUser) => unknown;
+}
+
 /**
- * 403 unless `req.params[paramName]` is the user's own id or the user has one of `roles` —
- * so a patient reaches only their own records: `router.get('/patients/:id', requireSelfOrRoles('id', 'provider'))`.
+ * 403 unless `req.params[param]` is the user's own id (or what `self(user)` returns) or the user has
+ * one of `roles` — so a patient reaches only their own records:
+ * `router.get('/patients/:id', requireSelfOrRoles('id', 'provider'))`, or when the patient id is a
+ * claim: `requireSelfOrRoles({ param: 'id', self: (u) => u.claims.patient_id }, 'provider')`.
  */
-export function requireSelfOrRoles(paramName: string, ...roles: string[]): RequestHandler {
-  if (typeof paramName !== 'string' || paramName === '') {
-    throw ConfigError.option('requireSelfOrRoles', 'paramName', 'a route parameter name', paramName);
+export function requireSelfOrRoles(param: string | SelfOptions, ...roles: string[]): RequestHandler {
+  const options: SelfOptions = typeof param === 'string' ? { param } : param;
+  if (typeof options !== 'object' || typeof options.param !== 'string' || options.param === '') {
+    throw ConfigError.option('requireSelfOrRoles', 'param', 'a route parameter name', param);
   }
+  if (options.self !== undefined && typeof options.self !== 'function') {
+    throw ConfigError.option('requireSelfOrRoles', 'self', 'a function of the user', options.self);
+  }
+  const name = options.param;
+  const self = options.self ?? ((user: AuthUser) => user.id);
   const wanted = roles.length === 0 ? new Set<string>() : names('requireSelfOrRoles', roles);
-  return guard(
-    'requireSelfOrRoles',
-    (user, req) => req.params[paramName] === user.id || user.roles.some((r) => wanted.has(r)),
-  );
+  return guard('requireSelfOrRoles', (user, req) => {
+    const own = self(user);
+    const value = req.params[name];
+    // A missing parameter or own value never matches (undefined === undefined would let anyone in).
+    const isSelf =
+      value !== undefined && (typeof own === 'string' || typeof own === 'number') && value === String(own);
+    return isSelf || user.roles.some((r) => wanted.has(r));
+  });
 }

@@ -43,6 +43,7 @@ export {
   clientCertificateThumbprint,
   certificateThumbprint,
 } from './mtls/index.js';
+export type { SelfOptions } from './guards.js';
 export type { PasswordHashOptions } from './password.js';
 export { hashPassword, verifyPassword } from './password.js';
 

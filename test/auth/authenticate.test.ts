@@ -39,6 +39,12 @@ describe.each(eachExpress)('authenticate() and role guards on %s', (_name, varia
           res.json({ id: req.params.patientId });
         },
       );
+      app.get(
+        '/records/:patientId',
+        auth.authenticate(),
+        core.requireSelfOrRoles({ param: 'patientId', self: (u) => u.claims.patient_id }, 'admin'),
+        (_q, r) => r.send('ok'),
+      );
       app.get('/unguarded-role', core.requireRoles('admin'), (_q, r) => r.send('ok'));
       app.get('/maybe', auth.authenticate({ optional: true }), (req, res) =>
         res.json({ user: req.user?.id ?? null }),
@@ -130,6 +136,26 @@ describe.each(eachExpress)('authenticate() and role guards on %s', (_name, varia
       .get('/patients/p-8')
       .set(bearer(token(['provider'], {}, 'dr-1')))
       .expect(200);
+  });
+
+  it('requireSelfOrRoles with self(): the own value can be a claim, and a missing one never matches', async () => {
+    await request(app)
+      .get('/records/p-1')
+      .set(bearer(token(['patient'], { patient_id: 'p-1' })))
+      .expect(200);
+    await request(app)
+      .get('/records/p-2')
+      .set(bearer(token(['patient'], { patient_id: 'p-1' })))
+      .expect(403);
+    await request(app)
+      .get('/records/u-1')
+      .set(bearer(token(['patient'], {}, 'u-1')))
+      .expect(403);
+    await request(app)
+      .get('/records/p-2')
+      .set(bearer(token(['admin'])))
+      .expect(200);
+    expect(() => core.requireSelfOrRoles({ param: 'id', self: 'x' as never })).toThrow(core.ConfigError);
   });
 
   it('guards without authenticate() answer 401 TOKEN_MISSING, not 403', async () => {
