@@ -10,9 +10,12 @@ import { AuthMonitor, type AuthCounters } from './monitor.js';
 import { RemoteJwks, type RemoteJwksOptions } from './remote-jwks.js';
 import { memoryRevocationStore, redisRevocationStore, type RevocationStore } from './revocation.js';
 import { CaduceusStrategy, type StrategyCallOptions } from './strategy.js';
+import { type RefreshOptions, type RevokeOptions, TokenLifecycle } from './lifecycle.js';
 import { type IssueOptions, type TokenClaims, TokenIssuer, type TokenPair } from './tokens.js';
+
+export type { RefreshOptions, RevokeOptions } from './lifecycle.js';
 import type { AuthEvent, AuthUser } from './types.js';
-import { AuthenticationFailure, TokenVerifier } from './verifier.js';
+import { TokenVerifier } from './verifier.js';
 
 /** Everything `createAuth()` accepts; each default comes from settings (environment variables). */
 export interface AuthOptions extends KeyOptions {
@@ -67,22 +70,6 @@ export interface AuthenticateOptions {
   optional?: boolean;
   /** Accept `?access_token=` when there is no Authorization header (URLs end up in logs and histories). Default false. */
   allowQueryToken?: boolean;
-}
-
-export interface RefreshOptions {
-  /**
-   * The thumbprint of the client certificate of the refresh request
-   * (`core.clientCertificateThumbprint(req)`). Required when the tokens were bound to a
-   * certificate: a bound refresh token rotates only for its certificate, and the new pair stays bound.
-   */
-  certificateThumbprint?: string | undefined;
-}
-
-export interface RevokeOptions {
-  /** Also revoke every token of the same refresh family (logout everywhere that login led to). Default false. */
-  family?: boolean;
-  /** For a bare `jti`: when its token expires (epoch ms). Default: the longest token lifetime from now. */
-  expiresAt?: number;
 }
 
 /** Tokens, verification and revocation with one set of keys and one denylist. */
@@ -243,77 +230,12 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
   const strategy = new CaduceusStrategy(verifier, store, monitor, { rolesClaim }, 'error');
   const passport = new Authenticator();
   passport.use(strategy);
-  const longest = Math.max(accessTtl, refreshTtl) * 1000;
-  // A token stays acceptable for the clock tolerance after its exp: so must its denylist entry.
-  const grace = toleranceSeconds * 1000;
-  const familyExpiry = () => Date.now() + refreshTtl * 1000 + grace;
-
-  const refreshTokens = async (refreshToken: string, refresh: RefreshOptions = {}): Promise<TokenPair> => {
-    if (typeof refreshToken !== 'string') throw new AuthenticationFailure('missing');
-    let claims;
-    try {
-      claims = await verifier.verify(refreshToken, 'refresh');
-    } catch (err) {
-      if (err instanceof AuthenticationFailure) monitor.failure(err.reason);
-      throw err;
-    }
-    const { jti, fam, sub, exp } = claims as { jti?: unknown; fam?: unknown; sub: string; exp: number };
-    if (typeof jti !== 'string' || typeof fam !== 'string') {
-      monitor.failure('bad_claims');
-      throw new AuthenticationFailure('bad_claims');
-    }
-    // Checked before the token is consumed: a refresh from the wrong client must not burn it.
-    const bound = (claims.cnf as { 'x5t#S256'?: unknown } | undefined)?.['x5t#S256'];
-    if (bound !== undefined && bound !== refresh.certificateThumbprint) {
-      monitor.failure('certificate_mismatch');
-      throw new AuthenticationFailure('certificate_mismatch');
-    }
-    if ((await store.isRevoked(jti)) || (await store.isRevoked(`fam:${fam}`))) {
-      monitor.failure('revoked');
-      throw new AuthenticationFailure('revoked');
-    }
-    if (!(await store.consume(jti, exp * 1000 + grace))) {
-      // Used before: either the client or a thief holds a copy. End the whole family.
-      await store.revoke(`fam:${fam}`, familyExpiry());
-      monitor.refreshReuse(sub);
-      throw new AuthenticationFailure('refresh_reuse');
-    }
-    const base = claimsForReissue(claims);
-    const next = options.loadUser === undefined ? base : await options.loadUser(base);
-    if (next === null) {
-      await store.revoke(`fam:${fam}`, familyExpiry());
-      monitor.revoked(sub, true);
-      throw new AuthenticationFailure('revoked');
-    }
-    const issued = issuer.issue(next, typeof bound === 'string' ? { certificateThumbprint: bound } : {}, fam);
-    monitor.refreshed(sub);
-    return issued.pair;
-  };
-
-  const revokeToken = async (target: string | AuthUser, revoke: RevokeOptions = {}): Promise<void> => {
-    let jti: unknown;
-    let fam: unknown;
-    let expiresAt: number;
-    let userId: string | undefined;
-    if (typeof target === 'object' && (target as unknown) !== null && 'claims' in target) {
-      ({ jti, fam } = target.claims);
-      expiresAt = typeof target.claims.exp === 'number' ? target.claims.exp * 1000 : Date.now() + longest;
-      userId = target.id;
-    } else if (typeof target === 'string' && target.split('.').length === 3) {
-      const claims = await verifier.verify(target, isRefresh(target) ? 'refresh' : 'access', true);
-      ({ jti, fam } = claims);
-      expiresAt = (claims.exp as number) * 1000;
-      userId = claims.sub as string;
-    } else if (typeof target === 'string' && target !== '') {
-      jti = target;
-      expiresAt = revoke.expiresAt ?? Date.now() + longest;
-    } else {
-      throw new TypeError('revokeToken: expected a token, a jti or req.user');
-    }
-    if (typeof jti === 'string' && expiresAt + grace > Date.now()) await store.revoke(jti, expiresAt + grace);
-    if (revoke.family === true && typeof fam === 'string') await store.revoke(`fam:${fam}`, familyExpiry());
-    monitor.revoked(userId, revoke.family === true);
-  };
+  const lifecycle = new TokenLifecycle(verifier, issuer, store, monitor, {
+    accessTtlMs: accessTtl * 1000,
+    refreshTtlMs: refreshTtl * 1000,
+    graceMs: toleranceSeconds * 1000,
+    loadUser: options.loadUser,
+  });
 
   return {
     createTokens(claims, issueOptions) {
@@ -321,8 +243,8 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
       monitor.issued(String(claims.userId));
       return issued.pair;
     },
-    refreshTokens,
-    revokeToken,
+    refreshTokens: (token, refreshOptions) => lifecycle.refresh(token, refreshOptions),
+    revokeToken: (target, revokeOptions) => lifecycle.revoke(target, revokeOptions),
     verifyToken: (token) => strategy.verify(token),
     authenticate(authOptions = {}) {
       const o = readOptions<AuthenticateOptions>('authenticate', authOptions, AUTHENTICATE_KNOWN);
@@ -353,46 +275,5 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
       remote?.close();
       await store.close();
     },
-  };
-}
-
-function isRefresh(token: string): boolean {
-  try {
-    const header = JSON.parse(
-      Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8'),
-    ) as {
-      typ?: unknown;
-    };
-    return header.typ === 'refresh+jwt';
-  } catch {
-    return false;
-  }
-}
-
-/** What caduceus writes into every token itself; not carried over from a refresh token. */
-const OWN_CLAIMS = new Set([
-  'sub',
-  'email',
-  'roles',
-  'iss',
-  'aud',
-  'exp',
-  'iat',
-  'nbf',
-  'jti',
-  'type',
-  'fam',
-  'cnf',
-]);
-
-/** The claims of a refresh token as `createTokens()` input (caduceus' own claims removed). */
-function claimsForReissue(claims: Readonly<Record<string, unknown>>): TokenClaims {
-  const rest: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(claims)) if (!OWN_CLAIMS.has(name)) rest[name] = value;
-  return {
-    ...rest,
-    userId: claims.sub as string,
-    email: typeof claims.email === 'string' ? claims.email : undefined,
-    roles: Array.isArray(claims.roles) ? (claims.roles as string[]) : undefined,
   };
 }
