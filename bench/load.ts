@@ -18,6 +18,8 @@ export interface LoadSpec {
   warmup: number;
   /** Seconds recorded. */
   duration: number;
+  /** Request headers sent with every request (e.g. `authorization` in `npm run bench:auth`). */
+  headers?: Record<string, string>;
 }
 
 export interface LoadResult {
@@ -45,6 +47,7 @@ function cannon(spec: LoadSpec, seconds: number, samples: Samples | undefined): 
         pipelining: spec.pipelining,
         duration: seconds,
         timeout: 10,
+        ...(spec.headers === undefined ? {} : { headers: spec.headers }),
       },
       (err, result) => {
         if (err === null) resolve(result);
