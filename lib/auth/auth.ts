@@ -1,5 +1,4 @@
 import type { RequestHandler } from 'express';
-import { Authenticator } from 'passport';
 import type { Redis } from 'ioredis';
 import { type JwtAlgorithm, loadSettings, type Settings } from '../config/index.js';
 import { ConfigError, readOptions } from '../errors/index.js';
@@ -9,7 +8,7 @@ import { KeyRing, type KeyOptions } from './keys.js';
 import { AuthMonitor, type AuthCounters } from './monitor.js';
 import { RemoteJwks, type RemoteJwksOptions } from './remote-jwks.js';
 import { memoryRevocationStore, redisRevocationStore, type RevocationStore } from './revocation.js';
-import { CaduceusStrategy, type StrategyCallOptions } from './strategy.js';
+import { CaduceusStrategy } from './strategy.js';
 import { type RefreshOptions, type RevokeOptions, TokenLifecycle } from './lifecycle.js';
 import { type IssueOptions, type TokenClaims, TokenIssuer, type TokenPair } from './tokens.js';
 
@@ -228,8 +227,6 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
   const monitor = new AuthMonitor(logger, options.onEvent);
   const rolesClaim = (options.rolesClaim ?? 'roles').split('.');
   const strategy = new CaduceusStrategy(verifier, store, monitor, { rolesClaim }, 'error');
-  const passport = new Authenticator();
-  passport.use(strategy);
   const lifecycle = new TokenLifecycle(verifier, issuer, store, monitor, {
     accessTtlMs: accessTtl * 1000,
     refreshTtlMs: refreshTtl * 1000,
@@ -248,14 +245,28 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
     verifyToken: (token) => strategy.verify(token),
     authenticate(authOptions = {}) {
       const o = readOptions<AuthenticateOptions>('authenticate', authOptions, AUTHENTICATE_KNOWN);
-      const call: StrategyCallOptions & { session: false; assignProperty: 'user'; authInfo: false } = {
-        session: false,
-        assignProperty: 'user',
-        authInfo: false,
-        optional: o.optional === true,
-        allowQueryToken: o.allowQueryToken === true,
+      const optional = o.optional === true;
+      const allowQuery = o.allowQueryToken === true;
+      // The strategy's decision without passport's per-request dispatcher (Object.create of the
+      // strategy, ~8 closures, 7 properties on req: a third of the cost of authenticating).
+      return function authenticate(req, _res, next) {
+        let user: AuthUser | undefined | Promise<AuthUser | undefined>;
+        try {
+          user = strategy.check(req, optional, allowQuery);
+        } catch (err) {
+          next(err);
+          return;
+        }
+        if (user instanceof Promise) {
+          user.then((u) => {
+            if (u !== undefined) req.user = u;
+            next();
+          }, next);
+          return;
+        }
+        if (user !== undefined) req.user = user;
+        next();
       };
-      return passport.authenticate(strategy.name, call) as RequestHandler;
     },
     strategy: () => new CaduceusStrategy(verifier, store, monitor, { rolesClaim }, 'fail'),
     jwks() {

@@ -67,35 +67,53 @@ export class CaduceusStrategy extends PassportJwtStrategy {
     this.mode = mode;
   }
 
+  /** passport's entry point: `check()` with its outcome reported through success/pass/fail/error. */
   override authenticate(req: IncomingMessage & { query?: unknown }, options?: StrategyCallOptions): void {
-    let token: string | undefined;
+    let outcome: AuthUser | undefined | Promise<AuthUser | undefined>;
     try {
-      token = extract(req, options?.allowQueryToken === true);
+      outcome = this.check(req, options?.optional === true, options?.allowQueryToken === true);
     } catch (err) {
-      this.reject(err);
+      this.report(err);
       return;
     }
-    if (token === undefined) {
-      if (options?.optional === true) this.pass();
-      else this.reject(new AuthenticationFailure('missing'));
-      return;
+    if (outcome instanceof Promise) {
+      outcome.then(
+        (user) => {
+          this.done(user);
+        },
+        (err: unknown) => {
+          this.report(err);
+        },
+      );
+    } else {
+      this.done(outcome);
     }
+  }
+
+  /**
+   * The whole decision for one request: the user, `undefined` (optional and anonymous), or a
+   * promise of either when a key must be fetched or the denylist asked; throws/rejects our 401 (or
+   * a 503 when the denylist cannot answer). Counts and logs failures; on success records the user
+   * in the request context. Synchronous in the common case, so `authenticate()` allocates nothing
+   * per request beyond `req.user`.
+   */
+  check(
+    req: IncomingMessage & { query?: unknown },
+    optional: boolean,
+    allowQuery: boolean,
+  ): AuthUser | undefined | Promise<AuthUser | undefined> {
     try {
-      const claims = this.verifier.verify(token, 'access');
-      if (claims instanceof Promise) {
-        claims.then(
-          (c) => {
-            this.admit(req, c);
-          },
-          (err: unknown) => {
-            this.reject(err);
-          },
-        );
-      } else {
-        this.admit(req, claims);
+      const token = extract(req, allowQuery);
+      if (token === undefined) {
+        if (optional) return undefined;
+        throw new AuthenticationFailure('missing');
       }
+      const claims = this.verifier.verify(token, 'access');
+      if (claims instanceof Promise)
+        return claims.then((c) => this.admit(req, c)).catch((err: unknown) => this.failed(err));
+      return this.admit(req, claims);
     } catch (err) {
-      this.reject(err);
+      return this.failed(err);
     }
   }
 
@@ -107,36 +125,28 @@ export class CaduceusStrategy extends PassportJwtStrategy {
     return this.user(claims);
   }
 
-  private admit(req: IncomingMessage, claims: Claims): void {
+  private admit(req: IncomingMessage, claims: Claims): AuthUser | Promise<AuthUser> {
     const revoked = this.revoked(claims);
-    if (revoked instanceof Promise) {
-      revoked.then(
-        (r) => {
-          this.finish(req, claims, r);
-        },
-        (err: unknown) => {
-          this.reject(err);
-        },
-      );
-    } else {
-      this.finish(req, claims, revoked);
-    }
+    if (revoked instanceof Promise) return revoked.then((r) => this.finish(req, claims, r));
+    return this.finish(req, claims, revoked);
   }
 
-  private finish(req: IncomingMessage, claims: Claims, revoked: boolean): void {
-    if (revoked) {
-      this.reject(new AuthenticationFailure('revoked'));
-      return;
-    }
+  private finish(req: IncomingMessage, claims: Claims, revoked: boolean): AuthUser {
+    if (revoked) throw new AuthenticationFailure('revoked');
     const bound = (claims.cnf as { 'x5t#S256'?: unknown } | undefined)?.['x5t#S256'];
     if (bound !== undefined && bound !== clientCertificateThumbprint(req)) {
-      this.reject(new AuthenticationFailure('certificate_mismatch'));
-      return;
+      throw new AuthenticationFailure('certificate_mismatch');
     }
     const user = this.user(claims);
     setUser(user.id, user.roles, req);
     this.monitor.success(user.id);
-    this.success(user);
+    return user;
+  }
+
+  /** Count and log an authentication failure, then rethrow it (anything else passes through). */
+  private failed(err: unknown): never {
+    if (err instanceof AuthenticationFailure) this.monitor.failure(err.reason);
+    throw err;
   }
 
   private revoked(claims: Claims): boolean | Promise<boolean> {
@@ -169,14 +179,15 @@ export class CaduceusStrategy extends PassportJwtStrategy {
     };
   }
 
-  private reject(err: unknown): void {
-    if (!(err instanceof AuthenticationFailure)) {
-      this.error(err instanceof Error ? err : new Error(String(err)));
-      return;
-    }
-    this.monitor.failure(err.reason);
-    if (this.mode === 'fail') this.fail(err, 401);
-    else this.error(err);
+  private done(user: AuthUser | undefined): void {
+    if (user === undefined) this.pass();
+    else this.success(user);
+  }
+
+  /** Already counted by check(): a 401 fails (passport tries the next strategy) or errors, by mode. */
+  private report(err: unknown): void {
+    if (err instanceof AuthenticationFailure && this.mode === 'fail') this.fail(err, 401);
+    else this.error(err instanceof Error ? err : new Error(String(err)));
   }
 }
 

@@ -45,7 +45,7 @@ export interface VerifyPolicy {
   readonly clockToleranceMs: number;
   readonly maxTokenBytes: number;
   readonly requiredClaims: readonly string[];
-  /** Verified-token cache entries per key (0 = off). */
+  /** Verified access tokens remembered (0 = off). */
   readonly cacheSize: number;
 }
 
@@ -78,6 +78,18 @@ const REASON_BY_CODE: Readonly<Record<string, AuthFailureReason>> = {
 
 type Verify = (token: string) => Record<string, unknown>;
 
+/** A verified access token: its claims, when it stops being acceptable, and the key that verified it. */
+interface Verified {
+  readonly claims: Claims;
+  /** exp + clock tolerance, in epoch ms. */
+  readonly until: number;
+  readonly key: VerificationKey;
+  readonly local: boolean;
+}
+
+/** Tokens longer than this are verified every time rather than kept as cache keys. */
+const CACHEABLE_BYTES = 2048;
+
 /**
  * Verifies compact JWS tokens against our key ring and, for access tokens, an identity
  * provider's JWKS. Signature, algorithm, issuer, audience and time checks run in fast-jwt with the
@@ -91,6 +103,12 @@ export class TokenVerifier {
   readonly #verifiers = new WeakMap<VerificationKey, Verify>();
   readonly #lenient = new WeakMap<VerificationKey, Verify>();
   readonly #headers = new Map<string, Header | null>();
+  /**
+   * Verified access tokens by their exact text (the same bytes verify the same way), oldest first.
+   * A hit skips the signature and claim checks; expiry is rechecked, and a key the identity
+   * provider has since withdrawn invalidates it. Revocation is checked by the caller every time.
+   */
+  readonly #verified = new Map<string, Verified>();
 
   constructor(ring: KeyRing, remote: RemoteJwks | undefined, policy: VerifyPolicy) {
     this.#ring = ring;
@@ -105,6 +123,15 @@ export class TokenVerifier {
    */
   verify(token: string, kind: TokenKind, ignoreExpiration = false): Claims | Promise<Claims> {
     if (token.length > this.#policy.maxTokenBytes) throw new AuthenticationFailure('too_large');
+    if (kind === 'access' && !ignoreExpiration) {
+      const hit = this.#verified.get(token);
+      if (hit !== undefined) {
+        if (hit.until > Date.now() && (hit.local || this.#remote?.get(hit.key.kid as string) === hit.key)) {
+          return hit.claims;
+        }
+        this.#verified.delete(token);
+      }
+    }
     if (!COMPACT_JWS.test(token) || !canonicalTail(token)) throw new AuthenticationFailure('malformed');
     const header = this.#header(token.slice(0, token.indexOf('.')));
     const alg = header.alg;
@@ -173,7 +200,20 @@ export class TokenVerifier {
     if (kind === 'refresh' ? type !== 'refresh' : type === 'refresh' || (local && type !== 'access')) {
       throw new AuthenticationFailure('wrong_type');
     }
+    if (kind === 'access' && !ignoreExpiration) this.#remember(token, claims, key, local);
     return claims;
+  }
+
+  #remember(token: string, claims: Claims, key: VerificationKey, local: boolean): void {
+    const size = this.#policy.cacheSize;
+    if (size === 0 || token.length > CACHEABLE_BYTES) return;
+    if (this.#verified.size >= size) {
+      const oldest = this.#verified.keys().next();
+      if (oldest.done !== true) this.#verified.delete(oldest.value);
+    }
+    Object.freeze(claims);
+    const until = (claims.exp as number) * 1000 + this.#policy.clockToleranceMs;
+    this.#verified.set(token, { claims, until, key, local });
   }
 
   #verifierFor(key: VerificationKey, ignoreExpiration: boolean): Verify {
@@ -190,7 +230,8 @@ export class TokenVerifier {
         requiredClaims: ['exp', 'iss', 'aud', ...p.requiredClaims],
         clockTolerance: p.clockToleranceMs,
         ignoreExpiration,
-        cache: ignoreExpiration || p.cacheSize === 0 ? false : p.cacheSize,
+        // Our own cache (#verified) keys on the token text: fast-jwt's hashes every token with SHA-256.
+        cache: false,
       }) as Verify;
       map.set(key, verify);
     }

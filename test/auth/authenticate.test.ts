@@ -344,6 +344,62 @@ describe.each(eachExpress)('keys, algorithms and rotation on %s', (_name, varian
   });
 });
 
+describe.each(eachExpress)('the verified-token cache on %s', (_name, variant) => {
+  afterEach(() => {
+    jest.restoreAllMocks();
+  });
+
+  it('a cached token still expires (exp + tolerance is rechecked on every hit)', async () => {
+    const auth = core.createAuth({ settings, secret: SECRET, redis: false, accessTokenTtlSeconds: 60 });
+    const app = authApp(variant, auth);
+    const t = auth.createTokens({ userId: 'u' }).access_token;
+    await request(app).get('/me').set(bearer(t)).expect(200);
+    await request(app).get('/me').set(bearer(t)).expect(200);
+    const later = Date.now() + 95_000; // past exp (60 s) and the 30 s tolerance
+    jest.spyOn(Date, 'now').mockReturnValue(later);
+    const res = await request(app).get('/me').set(bearer(t)).expect(401);
+    expect(res.body.error_code).toBe('TOKEN_EXPIRED');
+    await auth.close();
+  });
+
+  it('a cached identity-provider token stops working once the provider withdraws its key', async () => {
+    const idp = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    let keys = [{ ...idp.publicKey.export({ format: 'jwk' }), kid: 'idp-2', alg: 'ES256', use: 'sig' }];
+    const server: Server = createServer((_req, res) => {
+      res.setHeader('Content-Type', 'application/json');
+      res.end(JSON.stringify({ keys }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const auth = core.createAuth({
+      settings,
+      secret: SECRET,
+      jwksUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks`,
+      jwks: { cacheMaxAgeMs: 50, cooldownMs: 50 },
+      algorithms: ['HS256', 'ES256'],
+      redis: false,
+    });
+    try {
+      const app = authApp(variant, auth);
+      const claims = accessClaims();
+      delete claims.type;
+      const token = forge({ alg: 'ES256', typ: 'JWT', kid: 'idp-2' }, claims, idp.privateKey);
+      await request(app).get('/me').set(bearer(token)).expect(200);
+      // Rotation at the provider: a new key replaces the old one (an empty set would read as an outage).
+      const next = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      keys = [{ ...next.publicKey.export({ format: 'jwk' }), kid: 'idp-3', alg: 'ES256', use: 'sig' }];
+      let status = 200;
+      for (let i = 0; i < 40 && status === 200; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        status = (await request(app).get('/me').set(bearer(token))).status;
+      }
+      expect(status).toBe(401);
+    } finally {
+      await auth.close();
+      server.close();
+    }
+  });
+});
+
 describe.each(eachExpress)('passport interop on %s', (_name, { express }) => {
   it('the strategy works in an application-owned passport chain and fails over to the next strategy', async () => {
     const auth = core.createAuth({ settings, secret: SECRET, redis: false });
