@@ -50,7 +50,7 @@ export interface AuthOptions extends KeyOptions {
   revocation?: RevocationStore;
   /** Dotted path of the roles claim in tokens (`realm_access.roles` for Keycloak). Default `roles`. */
   rolesClaim?: string;
-  /** Size of the verified-token cache per key (repeat requests skip signature work; revocation is still checked). Default 1000; 0 turns it off. */
+  /** Verified access tokens remembered by their text (repeat requests skip signature work; expiry and revocation are still checked). Default 1000; 0 turns it off. */
   cacheSize?: number;
   /**
    * Called on refresh with the refresh token's claims; return fresh claims for the new pair (roles
