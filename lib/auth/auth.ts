@@ -77,10 +77,16 @@ export interface Auth {
   createTokens(claims: TokenClaims, options?: IssueOptions): TokenPair;
   /** Rotate a pair. A refresh token used twice revokes its whole family (401 TOKEN_REVOKED). */
   refreshTokens(refreshToken: string, options?: RefreshOptions): Promise<TokenPair>;
-  /** Deny a token (by the token, its `jti`, or the `req.user` it produced) until it expires. */
-  revokeToken(token: string | AuthUser, options?: RevokeOptions): Promise<void>;
-  /** Verify an access token outside a request. Rejects with a 401 `AppError`. */
-  verifyToken(token: string): Promise<AuthUser>;
+  /**
+   * Deny a token (by the token, its `jti`, or the `req.user` it produced) until it expires.
+   * Resolves false when there is nothing to deny (a certificate identity, a token without `jti`).
+   */
+  revokeToken(token: string | AuthUser, options?: RevokeOptions): Promise<boolean>;
+  /**
+   * Verify an access token outside a request (WebSocket upgrades, queue consumers). Rejects with a
+   * 401 `AppError`; a certificate-bound token needs the thumbprint of the caller's certificate.
+   */
+  verifyToken(token: string, options?: { certificateThumbprint?: string | undefined }): Promise<AuthUser>;
   /** Middleware: verify the bearer token, set `req.user` and the user in the request context. */
   authenticate(options?: AuthenticateOptions): RequestHandler;
   /** The passport strategy (name `caduceus-jwt`) for an application's own passport chains. */
@@ -242,7 +248,7 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
     },
     refreshTokens: (token, refreshOptions) => lifecycle.refresh(token, refreshOptions),
     revokeToken: (target, revokeOptions) => lifecycle.revoke(target, revokeOptions),
-    verifyToken: (token) => strategy.verify(token),
+    verifyToken: (token, verifyOptions) => strategy.verify(token, verifyOptions?.certificateThumbprint),
     authenticate(authOptions = {}) {
       const o = readOptions<AuthenticateOptions>('authenticate', authOptions, AUTHENTICATE_KNOWN);
       const optional = o.optional === true;

@@ -64,7 +64,9 @@ export function configureAuth(options: Readonly<AuthOptions> | Auth = {}): Auth 
   const next = 'authenticate' in options ? options : createAuth(options);
   const previous = shared;
   shared = next;
-  if (previous !== undefined && previous !== next) void previous.close();
+  if (previous !== undefined && previous !== next) {
+    previous.close().catch(() => undefined);
+  }
   return next;
 }
 
@@ -79,7 +81,7 @@ export function refreshTokens(refreshToken: string, options?: RefreshOptions): P
 }
 
 /** Revoke a token, a `jti`, or `req.user`'s token on the shared Auth. */
-export function revokeToken(token: string | AuthUser, options?: RevokeOptions): Promise<void> {
+export function revokeToken(token: string | AuthUser, options?: RevokeOptions): Promise<boolean> {
   return sharedAuth().revokeToken(token, options);
 }
 
@@ -92,7 +94,18 @@ export function revokeToken(token: string | AuthUser, options?: RevokeOptions): 
  */
 export function authenticate(options: Readonly<AuthenticateOptions & { auth?: Auth }> = {}): RequestHandler {
   const { auth, ...rest } = options;
-  return (auth ?? sharedAuth()).authenticate(rest);
+  if (auth !== undefined) return auth.authenticate(rest);
+  // Follows configureAuth(): a middleware made before a swap must use the new Auth (and its
+  // denylist), never the closed one.
+  let current = sharedAuth();
+  let handler = current.authenticate(rest);
+  return function authenticate(req, res, next) {
+    if (shared !== current) {
+      current = sharedAuth();
+      handler = current.authenticate(rest);
+    }
+    handler(req, res, next);
+  };
 }
 
 /** Serve the shared Auth's public keys as a JWKS: `app.get('/.well-known/jwks.json', core.jwks())`. */

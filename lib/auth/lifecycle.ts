@@ -77,9 +77,10 @@ export class TokenLifecycle {
     if (bound !== undefined && bound !== options.certificateThumbprint) this.#fail('certificate_mismatch');
     if ((await store.isRevoked(jti)) || (await store.isRevoked(`fam:${fam}`))) this.#fail('revoked');
     if (!(await store.consume(jti, exp * 1000 + this.#policy.graceMs))) {
-      // Used before: either the client or a thief holds a copy. End the whole family.
-      await store.revoke(`fam:${fam}`, this.#familyExpiry());
+      // Used before: either the client or a thief holds a copy. End the whole family (logged
+      // first, so the event survives a denylist that fails to record the revocation).
       this.#monitor.refreshReuse(sub);
+      await store.revoke(`fam:${fam}`, this.#familyExpiry());
       throw new AuthenticationFailure('refresh_reuse');
     }
     const base = claimsForReissue(claims);
@@ -98,7 +99,8 @@ export class TokenLifecycle {
     return issued.pair;
   }
 
-  async revoke(target: string | AuthUser, options: RevokeOptions = {}): Promise<void> {
+  /** Deny the token (and its family when asked); false when it carries nothing to deny (no `jti`). */
+  async revoke(target: string | AuthUser, options: RevokeOptions = {}): Promise<boolean> {
     const longest = Math.max(this.#policy.accessTtlMs, this.#policy.refreshTtlMs);
     let jti: unknown;
     let fam: unknown;
@@ -119,12 +121,14 @@ export class TokenLifecycle {
     } else {
       throw new TypeError('revokeToken: expected a token, a jti or req.user');
     }
+    const family = options.family === true && typeof fam === 'string';
+    // A certificate identity or a provider's token without jti has nothing a denylist can name.
+    if (typeof jti !== 'string' && !family) return false;
     const until = expiresAt + this.#policy.graceMs;
     if (typeof jti === 'string' && until > Date.now()) await this.#store.revoke(jti, until);
-    if (options.family === true && typeof fam === 'string') {
-      await this.#store.revoke(`fam:${fam}`, this.#familyExpiry());
-    }
-    this.#monitor.revoked(userId, options.family === true);
+    if (family) await this.#store.revoke(`fam:${fam as string}`, this.#familyExpiry());
+    this.#monitor.revoked(userId, family);
+    return true;
   }
 }
 

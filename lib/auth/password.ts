@@ -26,6 +26,12 @@ function derive(password: string, salt: Buffer, n: number, r: number, p: number)
   });
 }
 
+/** 128·N·r bytes of memory at most 128 MiB (OWASP's N=2^17, r=8), and p ≤ 4. */
+const MAX_MEMORY = 128 * 1024 * 1024;
+function withinBounds(n: number, r: number, p: number): boolean {
+  return n >= 1024 && (n & (n - 1)) === 0 && r >= 1 && p >= 1 && p <= 4 && 128 * n * r <= MAX_MEMORY;
+}
+
 function checkPassword(password: unknown): asserts password is string {
   if (typeof password !== 'string' || password.length === 0)
     throw new TypeError('password must be a non-empty string');
@@ -49,6 +55,11 @@ export async function hashPassword(
     throw new RangeError(`cost must be a power of two ≥ 1024, got ${n}`);
   if (!Number.isInteger(r) || r < 1 || !Number.isInteger(p) || p < 1)
     throw new RangeError('blockSize and parallelization must be positive integers');
+  if (!withinBounds(n, r, p)) {
+    throw new RangeError(
+      `scrypt parameters over the limit verifyPassword() accepts (128·N·r ≤ 128 MiB, p ≤ 4)`,
+    );
+  }
   const salt = randomBytes(SALT_BYTES);
   const key = await derive(password, salt, n, r, p);
   return `$scrypt$n=${n},r=${r},p=${p}$${salt.toString('base64')}$${key.toString('base64')}`;
@@ -69,10 +80,15 @@ export async function verifyPassword(password: string, hash: string): Promise<bo
   const match = typeof hash === 'string' ? FORMAT.exec(hash) : null;
   if (match === null) return false;
   const [n, r, p] = [Number(match[1]), Number(match[2]), Number(match[3])];
-  // Bounds keep a tampered row from asking for gigabytes of memory.
-  if (n < 1024 || n > 2 ** 20 || (n & (n - 1)) !== 0 || r < 1 || r > 32 || p < 1 || p > 16) return false;
+  // Bounds keep a tampered row from asking for gigabytes or minutes: 128·N·r ≤ 64 MiB, p ≤ 4.
+  if (n < 1024 || (n & (n - 1)) !== 0 || r < 1 || p < 1 || p > 4 || 128 * n * r > 64 * 1024 * 1024)
+    return false;
   const expected = Buffer.from(match[5] as string, 'base64');
   if (expected.length !== KEY_BYTES) return false;
-  const key = await derive(password, Buffer.from(match[4] as string, 'base64'), n, r, p);
-  return timingSafeEqual(key, expected);
+  try {
+    const key = await derive(password, Buffer.from(match[4] as string, 'base64'), n, r, p);
+    return timingSafeEqual(key, expected);
+  } catch {
+    return false;
+  }
 }

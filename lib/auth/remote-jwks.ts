@@ -179,10 +179,15 @@ export class RemoteJwks {
     return this.#loadedAt === undefined || performance.now() - this.#loadedAt >= this.#maxAgeMs;
   }
 
-  /** Lookups may start a fetch: always before the first success, then once per cooldown. */
+  /**
+   * Lookups may start a fetch once per cooldown — before the first success too, though then at
+   * most a second apart, so a service that starts while its provider is down recovers quickly
+   * without letting garbage `kid`s turn every request into an outbound fetch.
+   */
   #mayFetch(): boolean {
     if (this.#inflight !== undefined) return false;
-    return this.#loadedAt === undefined || performance.now() - this.#attemptedAt >= this.#cooldownMs;
+    const wait = this.#loadedAt === undefined ? Math.min(this.#cooldownMs, 1_000) : this.#cooldownMs;
+    return performance.now() - this.#attemptedAt >= wait;
   }
 
   async #load(): Promise<void> {

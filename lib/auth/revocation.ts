@@ -23,10 +23,17 @@ export interface RevocationStore {
 
 const SWEEP_MS = 60_000;
 
+const unavailable = (cause: unknown) =>
+  new ServiceUnavailableError('Token revocation list is unavailable', 5, {
+    details: { dependency: 'redis' },
+    cause,
+  });
+
 /** Map of id → expiry (epoch ms) that forgets expired entries on read and once a minute. */
 class ExpiringSet {
   readonly #entries = new Map<string, number>();
   readonly #timer: NodeJS.Timeout;
+  #closed = false;
 
   constructor() {
     this.#timer = setInterval(() => {
@@ -37,10 +44,13 @@ class ExpiringSet {
   }
 
   add(id: string, expiresAt: number): void {
+    if (this.#closed) return;
     if (expiresAt > (this.#entries.get(id) ?? 0)) this.#entries.set(id, expiresAt);
   }
 
   has(id: string): boolean {
+    // A closed list knows nothing any more: answering "not revoked" would let revoked tokens back in.
+    if (this.#closed) throw unavailable(new Error('revocation list closed'));
     const exp = this.#entries.get(id);
     if (exp === undefined) return false;
     if (exp > Date.now()) return true;
@@ -49,6 +59,7 @@ class ExpiringSet {
   }
 
   close(): void {
+    this.#closed = true;
     clearInterval(this.#timer);
     this.#entries.clear();
   }
@@ -77,12 +88,6 @@ export function memoryRevocationStore(): RevocationStore {
     },
   };
 }
-
-const unavailable = (cause: unknown) =>
-  new ServiceUnavailableError('Token revocation list is unavailable', 5, {
-    details: { dependency: 'redis' },
-    cause,
-  });
 
 /**
  * Shared by every instance through Redis. Each instance keeps a mirror of the denylist in memory,
@@ -132,9 +137,24 @@ export function redisRevocationStore(
     if (!closed) logger.warn(`revocation list: ${what} failed`, { error_code: codeOf(err) });
   };
   // Every (re)connection reloads: what was published while we were away is in Redis, not in flight.
+  // A reload that fails is retried (1 s, 2 s, … 30 s) until one succeeds: until then revocations
+  // published while we were away would stay unknown.
+  let retry: NodeJS.Timeout | undefined;
+  let attempt = 0;
   const resync = () => {
     if (closed || !subscribed || redis.status !== 'ready') return;
-    load().catch(warn('load'));
+    clearTimeout(retry);
+    load().then(
+      () => {
+        attempt = 0;
+      },
+      (err: unknown) => {
+        warn('load')(err);
+        if (closed) return;
+        retry = setTimeout(resync, Math.min(1000 * 2 ** attempt++, 30_000));
+        retry.unref();
+      },
+    );
   };
   sub.on('message', (_channel: string, message: string) => {
     const space = message.indexOf(' ');
@@ -155,15 +175,19 @@ export function redisRevocationStore(
   return {
     kind: 'redis',
     async revoke(id, expiresAt) {
-      mirror.add(id, expiresAt);
       try {
         await connection.ready();
-        const ttl = Math.max(1, expiresAt - Date.now());
-        await redis
+        const until = Math.ceil(expiresAt);
+        const ttl = Math.max(1, until - Date.now());
+        const results = await redis
           .multi()
-          .set(revokedKey(id), String(expiresAt), 'PX', ttl)
-          .publish(channel, `${expiresAt} ${id}`)
+          .set(revokedKey(id), String(until), 'PX', ttl)
+          .publish(channel, `${until} ${id}`)
           .exec();
+        const failed = results?.find(([err]) => err !== null);
+        if (results === null || failed !== undefined) throw failed?.[0] ?? new Error('transaction aborted');
+        // Only once Redis has it: a revocation refused with 503 must not hold on this instance alone.
+        mirror.add(id, until);
       } catch (err) {
         throw unavailable(err);
       }
@@ -183,7 +207,7 @@ export function redisRevocationStore(
     async consume(id, expiresAt) {
       try {
         await connection.ready();
-        const ttl = Math.max(1, expiresAt - Date.now());
+        const ttl = Math.max(1, Math.ceil(expiresAt) - Date.now());
         return (await redis.set(`${prefix}used:${id}`, '1', 'PX', ttl, 'NX')) === 'OK';
       } catch (err) {
         throw unavailable(err);
@@ -191,6 +215,7 @@ export function redisRevocationStore(
     },
     async close() {
       closed = true;
+      clearTimeout(retry);
       redis.off('ready', resync);
       mirror.close();
       await connection.close();

@@ -109,36 +109,47 @@ export class CaduceusStrategy extends PassportJwtStrategy {
         throw new AuthenticationFailure('missing');
       }
       const claims = this.verifier.verify(token, 'access');
-      if (claims instanceof Promise)
-        return claims.then((c) => this.admit(req, c)).catch((err: unknown) => this.failed(err));
-      return this.admit(req, claims);
+      const user =
+        claims instanceof Promise
+          ? claims.then((c) => this.admit(req, c, clientCertificateThumbprint(req)))
+          : this.admit(req, claims, clientCertificateThumbprint(req));
+      // Every refusal is counted and logged, whether it came synchronously or not.
+      return user instanceof Promise ? user.catch((err: unknown) => this.failed(err)) : user;
     } catch (err) {
       return this.failed(err);
     }
   }
 
   /** Verify a token outside a request (WebSocket upgrades, queue consumers). */
-  async verify(token: string): Promise<AuthUser> {
-    const claims = await this.verifier.verify(token, 'access');
-    const revoked = await this.revoked(claims);
-    if (revoked) throw new AuthenticationFailure('revoked');
-    return this.user(claims);
+  async verify(token: string, certificateThumbprint?: string): Promise<AuthUser> {
+    try {
+      return await this.admit(undefined, await this.verifier.verify(token, 'access'), certificateThumbprint);
+    } catch (err) {
+      return this.failed(err);
+    }
   }
 
-  private admit(req: IncomingMessage, claims: Claims): AuthUser | Promise<AuthUser> {
+  private admit(
+    req: IncomingMessage | undefined,
+    claims: Claims,
+    thumbprint: string | undefined,
+  ): AuthUser | Promise<AuthUser> {
     const revoked = this.revoked(claims);
-    if (revoked instanceof Promise) return revoked.then((r) => this.finish(req, claims, r));
-    return this.finish(req, claims, revoked);
+    if (revoked instanceof Promise) return revoked.then((r) => this.finish(req, claims, r, thumbprint));
+    return this.finish(req, claims, revoked, thumbprint);
   }
 
-  private finish(req: IncomingMessage, claims: Claims, revoked: boolean): AuthUser {
+  private finish(
+    req: IncomingMessage | undefined,
+    claims: Claims,
+    revoked: boolean,
+    thumbprint: string | undefined,
+  ): AuthUser {
     if (revoked) throw new AuthenticationFailure('revoked');
     const bound = (claims.cnf as { 'x5t#S256'?: unknown } | undefined)?.['x5t#S256'];
-    if (bound !== undefined && bound !== clientCertificateThumbprint(req)) {
-      throw new AuthenticationFailure('certificate_mismatch');
-    }
+    if (bound !== undefined && bound !== thumbprint) throw new AuthenticationFailure('certificate_mismatch');
     const user = this.user(claims);
-    setUser(user.id, user.roles, req);
+    if (req !== undefined) setUser(user.id, user.roles, req);
     this.monitor.success(user.id);
     return user;
   }
@@ -201,8 +212,11 @@ function extract(req: IncomingMessage & { query?: unknown }, allowQuery: boolean
     if (token.length === 0) throw new AuthenticationFailure('malformed');
     return token;
   }
-  if (req.url === undefined || !req.url.includes(QUERY_TOKEN)) return undefined;
-  const value = new URLSearchParams(req.url.slice(req.url.indexOf('?') + 1)).getAll('access_token');
+  const url = req.url;
+  if (url === undefined || !url.includes(QUERY_TOKEN)) return undefined;
+  const query = url.indexOf('?');
+  if (query < 0) return undefined; // `access_token=` in the path is not a query parameter
+  const value = new URLSearchParams(url.slice(query + 1)).getAll('access_token');
   if (value.length === 0) return undefined;
   if (!allowQuery) throw new AuthenticationFailure('query_token');
   if (value.length > 1 || value[0] === '') throw new AuthenticationFailure('malformed');

@@ -39,30 +39,47 @@ export function connectRedis(target: string | Redis, name: string, logger: Logge
   const opened: Redis[] = owned ? [client] : [];
   // Listeners we add to a client passed in are removed again on close(): it is not ours.
   const unwatch = [watch(client, name, logger)];
-  let connected = client.status === 'ready';
-  const onFirstReady = () => {
-    connected = true;
+  // Start-up: the first ready() calls wait (together, on one listener) for the first connection;
+  // once an attempt has failed, or after the first success, they answer at once.
+  let settled = client.status === 'ready';
+  const onFirstOutcome = () => {
+    settled = true;
   };
-  if (!connected) client.once('ready', onFirstReady);
+  if (!settled) {
+    client.once('ready', onFirstOutcome);
+    client.once('error', onFirstOutcome);
+  }
+  let pending: Promise<void> | undefined;
   return {
     client,
     ready() {
       if (client.status === 'ready') return Promise.resolve();
-      if (connected || client.status === 'end') {
+      if (settled || client.status === 'end') {
         return Promise.reject(new Error(`redis ${name}: ${client.status}`));
       }
-      return new Promise<void>((resolve, reject) => {
-        const onReady = () => {
+      pending ??= new Promise<void>((resolve, reject) => {
+        const finish = (err?: Error) => {
           clearTimeout(timer);
-          resolve();
+          client.off('ready', onReady);
+          client.off('error', onError);
+          pending = undefined;
+          if (err === undefined) resolve();
+          else reject(err);
+        };
+        const onReady = () => {
+          finish();
+        };
+        const onError = (err: Error) => {
+          finish(err);
         };
         const timer = setTimeout(() => {
-          client.off('ready', onReady);
-          reject(new Error(`redis ${name}: not connected within ${CONNECT_TIMEOUT_MS} ms`));
+          finish(new Error(`redis ${name}: not connected within ${CONNECT_TIMEOUT_MS} ms`));
         }, CONNECT_TIMEOUT_MS);
         timer.unref();
         client.once('ready', onReady);
+        client.once('error', onError);
       });
+      return pending;
     },
     subscriber() {
       const sub = client.duplicate(clientOptions(`${name}:sub`));
@@ -71,7 +88,8 @@ export function connectRedis(target: string | Redis, name: string, logger: Logge
       return sub;
     },
     async close() {
-      client.off('ready', onFirstReady);
+      client.off('ready', onFirstOutcome);
+      client.off('error', onFirstOutcome);
       for (const off of unwatch.splice(0)) off();
       await Promise.all(
         opened.splice(0).map(async (c) => {

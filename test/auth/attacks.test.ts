@@ -283,6 +283,8 @@ describe.each(eachExpress)('JWT attacks on %s', (_name, variant) => {
     const empty = await request(hsApp).get('/me').set('Authorization', 'Bearer    ').expect(401);
     expect(empty.body.error_code).toBe('TOKEN_INVALID');
     await request(hsApp).get('/me').set('Authorization', `bearer ${good.access_token}`).expect(200);
+    // `access_token=` in the path is not a query parameter, allowed or not.
+    await request(allowed).get(`/me&access_token=${good.access_token}`).expect(404);
   });
 
   it('answers 401, never 500 or 200, for any mutation of a valid token (property)', async () => {

@@ -528,6 +528,43 @@ describe('tokens, refresh and settings', () => {
     expect(() => core.loadSettings({ JWT_PRIVATE_KEY: 'not pem' })).toThrow(/JWT_PRIVATE_KEY/);
   });
 
+  it('a core.authenticate() made before configureAuth() follows the swap, and a closed denylist fails closed', async () => {
+    const first = core.configureAuth({ settings, secret: SECRET, redis: false });
+    const app = (require('express') as () => import('express').Express)();
+    app.get('/me', core.authenticate(), (req, res) => res.json({ id: req.user?.id }));
+    app.use(core.errors({ settings, logger: core.createLogger('errors', { settings, console: false }) }));
+    const t1 = core.createTokens({ userId: 'swap' }).access_token;
+    await core.revokeToken(t1);
+    await request(app).get('/me').set(bearer(t1)).expect(401);
+    const second = core.configureAuth({ settings, secret: SECRET, redis: false });
+    const t2 = core.createTokens({ userId: 'swap' }).access_token;
+    expect(await core.revokeToken(t2)).toBe(true);
+    // The old middleware now asks the new Auth: t2's revocation applies to it.
+    await request(app).get('/me').set(bearer(t2)).expect(401);
+    // The replaced Auth is closed: its list answers 503, never "not revoked".
+    await expect(first.verifyToken(t1)).rejects.toMatchObject({ status: 503 });
+    await second.close();
+  });
+
+  it('verifyToken checks certificate binding, and revokeToken says when there is nothing to revoke', async () => {
+    const auth = core.createAuth({ settings, secret: SECRET, redis: false });
+    const bound = auth.createTokens({ userId: 'svc' }, { certificateThumbprint: 'abc' }).access_token;
+    await expect(auth.verifyToken(bound)).rejects.toMatchObject({ code: 'TOKEN_INVALID' });
+    expect((await auth.verifyToken(bound, { certificateThumbprint: 'abc' })).id).toBe('svc');
+    expect(auth.counters().failure.certificate_mismatch).toBe(1);
+    const service: core.AuthUser = {
+      id: 'svc',
+      email: undefined,
+      roles: [],
+      scopes: [],
+      claims: {},
+      via: 'certificate',
+    };
+    expect(await auth.revokeToken(service)).toBe(false);
+    expect(auth.counters().revoked).toBe(0);
+    await auth.close();
+  });
+
   it('the shared instance behind core.createTokens / core.authenticate is replaceable with configureAuth', async () => {
     const auth = core.configureAuth({ settings, secret: SECRET, redis: false });
     const pair = core.createTokens({ userId: 'shared' });
@@ -558,6 +595,9 @@ describe('passwords', () => {
       '$2b$10$abcdefghijklmnopqrstuv',
       '$scrypt$n=1073741824,r=8,p=1$AAAA$AAAA',
       '$scrypt$n=1000,r=8,p=1$AAAA$AAAA',
+      // Well-formed but hostile: 4 GiB of memory, or 16× the work.
+      `$scrypt$n=1048576,r=32,p=1$AAAA$${Buffer.alloc(32).toString('base64')}`,
+      `$scrypt$n=1024,r=8,p=16$AAAA$${Buffer.alloc(32).toString('base64')}`,
       undefined,
       null,
     ]) {
@@ -568,5 +608,6 @@ describe('passwords', () => {
     await expect(core.hashPassword('')).rejects.toThrow(TypeError);
     await expect(core.hashPassword('x'.repeat(2000))).rejects.toThrow(RangeError);
     await expect(core.hashPassword('pw', { cost: 1000 })).rejects.toThrow(/power of two/);
+    await expect(core.hashPassword('pw', { cost: 2 ** 18 })).rejects.toThrow(/128 MiB/);
   });
 });

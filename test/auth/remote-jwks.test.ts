@@ -368,12 +368,15 @@ describe('RemoteJwks', () => {
     expect(log.raw()).not.toContain('c2VjcmV0');
   });
 
-  test('before the first success there is no cooldown; afterwards failures are retried once per cooldown', async () => {
+  test('before the first success failures are retried at most once a second; afterwards once per cooldown', async () => {
     idp.mode = 'error';
     const j = jwks({ cooldownMs: 10_000 });
     expect(await j.resolve('rsa-1')).toBeUndefined();
+    expect(await j.resolve('garbage')).toBeUndefined(); // within the second: no fetch
+    expect(idp.hits).toBe(1);
     idp.mode = 'ok';
-    expect(await j.resolve('rsa-1')).toBeDefined(); // fetched again at once
+    await new Promise((resolve) => setTimeout(resolve, 1_050));
+    expect(await j.resolve('rsa-1')).toBeDefined(); // a second later: fetched again
     expect(idp.hits).toBe(2);
     idp.mode = 'error';
     expect(await j.resolve('unknown')).toBeUndefined(); // in the cooldown: no fetch

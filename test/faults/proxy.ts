@@ -71,7 +71,11 @@ export class TcpProxy {
               resolve();
             }),
           );
-    for (const socket of this.#sockets) socket.resetAndDestroy();
+    // A socket a client already half-closed (QUIT) cannot be reset; its handle would leak.
+    for (const socket of this.#sockets) {
+      if (socket.readyState === 'open') socket.resetAndDestroy();
+      else socket.destroy();
+    }
     this.#sockets.clear();
     await closed;
   }
