@@ -20,10 +20,7 @@ export function forge(
   const input = `${b64(header)}.${b64(payload)}`;
   const bits = alg.slice(2);
   let signature: Buffer;
-  if (alg.startsWith('HS'))
-    signature = createHmac(`sha${bits}`, key)
-      .update(input)
-      .digest();
+  if (alg.startsWith('HS')) signature = createHmac(`sha${bits}`, key).update(input).digest();
   else if (alg.startsWith('ES'))
     signature = sign(`sha${bits}`, Buffer.from(input), { key: key as KeyObject, dsaEncoding: 'ieee-p1363' });
   else if (alg.startsWith('PS'))
