@@ -72,6 +72,7 @@ export type {
   Auth,
   AuthOptions,
   AuthenticateOptions,
+  PassportStrategy,
   RefreshOptions,
   RevokeOptions,
   AuthCounters,

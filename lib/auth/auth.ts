@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import type { RequestHandler } from 'express';
 import type { Redis } from 'ioredis';
 import { type JwtAlgorithm, loadSettings, type Settings } from '../config/index.js';
@@ -71,6 +72,15 @@ export interface AuthenticateOptions {
   allowQueryToken?: boolean;
 }
 
+/**
+ * A passport strategy, as `passport.use()` takes it (a passport-jwt `Strategy` underneath; typed
+ * structurally so applications need no passport types to use caduceus).
+ */
+export interface PassportStrategy {
+  readonly name?: string | undefined;
+  authenticate(req: IncomingMessage, options?: object): void;
+}
+
 /** Tokens, verification and revocation with one set of keys and one denylist. */
 export interface Auth {
   /** Sign a new access + refresh pair (a new refresh family). */
@@ -90,7 +100,7 @@ export interface Auth {
   /** Middleware: verify the bearer token, set `req.user` and the user in the request context. */
   authenticate(options?: AuthenticateOptions): RequestHandler;
   /** The passport strategy (name `caduceus-jwt`) for an application's own passport chains. */
-  strategy(): CaduceusStrategy;
+  strategy(): PassportStrategy;
   /** A handler serving our public keys as a JWKS (asymmetric keys only). */
   jwks(): RequestHandler;
   counters(): AuthCounters;

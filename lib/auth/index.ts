@@ -10,7 +10,14 @@ import {
 import type { IssueOptions, TokenClaims, TokenPair } from './tokens.js';
 import type { AuthUser } from './types.js';
 
-export type { Auth, AuthOptions, AuthenticateOptions, RefreshOptions, RevokeOptions } from './auth.js';
+export type {
+  Auth,
+  AuthOptions,
+  AuthenticateOptions,
+  PassportStrategy,
+  RefreshOptions,
+  RevokeOptions,
+} from './auth.js';
 export { createAuth } from './auth.js';
 export type { AuthCounters } from './monitor.js';
 export type { KeyOptions } from './keys.js';
