@@ -92,9 +92,12 @@ const PHI_EXACT = [
 
 const JWT = /eyJ[\w-]{2,}\.[\w-]{2,}\.[\w-]*/g;
 // The lookahead keeps a repeated scheme word (`bearer Bearer tok`) from passing for the credential.
-const AUTH_SCHEME = /\b(Bearer|Basic|Digest)\s+(?!(?:Bearer|Basic|Digest)\b)[\w.~+/=-]{4,}/gi;
+// Not `\b`: after a digit (`1120Bearer x`) there is no word boundary, but once the digits before it
+// are redacted there is — the scheme must match both times for redaction to be idempotent.
+const AUTH_SCHEME = /(?<![A-Za-z])(Bearer|Basic|Digest)\s+(?!(?:Bearer|Basic|Digest)\b)[\w.~+/=-]{4,}/gi;
 const SSN = /(?<!\d)\d{3}[- ]\d{2}[- ]\d{4}(?!\d)/g;
-const CARD = /(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)/g;
+// Not inside a word: a UUID or hex id (`586e7197-5393-4882-8cf6-…`) can hold 13 Luhn-valid digits.
+const CARD = /(?<![0-9A-Za-z])\d(?:[ -]?\d){12,18}(?![0-9A-Za-z])/g;
 const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/[^:/\s@]*:)[^@\s/]+@/gi;
 const QUERY_VALUE = /([?&][^=&#\s?]+=)[^&#\s]*/g;
 const EMAIL = /[\w.%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/g;

@@ -137,6 +137,8 @@ describe('createRedactor: values', () => {
     ['a date', 'on 2024-01-31'],
     ['an ISO timestamp', '2024-01-31T10:20:30.000Z'],
     ['a UUID', 'id 3f2504e0-4f89-41d3-9a0c-0305e82c3301'],
+    // 7197-5393-4882-8 is 13 Luhn-valid digits: a card pattern that ignored word edges took it.
+    ['a UUID holding a Luhn-valid run of digits', 'id 586e7197-5393-4882-8cf6-c622c906f193'],
     ['a path without a query', '/patients/42/observations'],
     ['plain text', 'Patient record updated'],
   ])('keeps %s', (_label, input) => {
