@@ -430,6 +430,7 @@ describe('tokens, refresh and settings', () => {
     const s = core.loadSettings({
       NODE_ENV: 'test',
       APP_NAME: 'caduceus-test',
+      LOG_LEVEL: 'ERROR',
       JWT_ACCESS_TOKEN_EXPIRE_MINUTES: '15',
       JWT_REFRESH_TOKEN_EXPIRE_DAYS: '2',
     });
@@ -514,6 +515,7 @@ describe('tokens, refresh and settings', () => {
     const s = core.loadSettings({
       NODE_ENV: 'production',
       APP_NAME: 'svc',
+      LOG_LEVEL: 'ERROR',
       JWT_PRIVATE_KEY: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
       JWT_KEY_ID: 'prod-1',
       JWT_ALGORITHM: 'ES384',

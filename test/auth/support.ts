@@ -5,7 +5,12 @@ import * as core from '../../lib/index';
 import type { ExpressVariant } from '../support/express';
 
 export const SECRET = 'a-test-secret-that-is-long-enough-0123456789';
-export const settings = core.loadSettings({ NODE_ENV: 'test', APP_NAME: 'caduceus-test' });
+// LOG_LEVEL error: Auths built without a logger of their own do not print security events into the test output.
+export const settings = core.loadSettings({
+  NODE_ENV: 'test',
+  APP_NAME: 'caduceus-test',
+  LOG_LEVEL: 'ERROR',
+});
 
 export const b64 = (value: unknown): string =>
   Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
