@@ -7,8 +7,8 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Request, Response } from 'express';
 import * as core from '../../lib/index';
-import type { KeyPair, TestPki } from '../support/certs';
-import { createTestPki } from '../support/certs';
+import type { HttpsReply, KeyPair, TestPki } from '../support/certs';
+import { createTestPki, httpsGet } from '../support/certs';
 import { eachExpress } from '../support/express';
 import { captureLogger } from '../support/logs';
 
@@ -42,45 +42,15 @@ afterAll(async () => {
   await pki.cleanup();
 });
 
-interface Reply {
-  status: number;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed JSON, read by assertions (like supertest's body)
-  body: Record<string, any>;
-}
-
-/** One HTTPS GET with node's client, presenting `as` (if given) and a bearer token. */
+/** One HTTPS GET presenting `as` (if given) and a bearer token. */
 function call(
   port: number,
   path: string,
   token: string,
   as?: KeyPair,
   headers: Record<string, string> = {},
-): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      {
-        host: '127.0.0.1',
-        port,
-        path,
-        ca: pki.ca.cert,
-        cert: as?.cert,
-        key: as?.key,
-        agent: false,
-        headers: { ...headers, authorization: `Bearer ${token}` },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (text += chunk));
-        res.on('end', () => {
-          resolve({ status: res.statusCode ?? 0, body: text === '' ? {} : JSON.parse(text) });
-        });
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
+): Promise<HttpsReply> {
+  return httpsGet(pki.ca.cert, port, path, { as, headers: { ...headers, authorization: `Bearer ${token}` } });
 }
 
 function whoami(req: Request, res: Response): void {

@@ -13,8 +13,8 @@ import {
   createMtlsServer,
   mtls,
 } from '../../lib/auth/mtls/index';
-import type { KeyPair, TestPki } from '../support/certs';
-import { createTestPki, opensslFingerprint, opensslThumbprint } from '../support/certs';
+import type { HttpsGetOptions, HttpsReply, KeyPair, TestPki } from '../support/certs';
+import { createTestPki, httpsGet, opensslFingerprint, opensslThumbprint } from '../support/certs';
 import type { CapturedLogger } from '../support/logs';
 import { captureLogger } from '../support/logs';
 import { eachExpress } from '../support/express';
@@ -36,46 +36,9 @@ afterAll(async () => {
   await pki.cleanup();
 });
 
-interface Reply {
-  status: number;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed JSON, read by assertions (like supertest's body)
-  body: Record<string, any>;
-}
-
-interface CallOptions {
-  /** Client certificate to present; none when omitted. */
-  as?: KeyPair;
-  headers?: Record<string, string>;
-  agent?: https.Agent;
-}
-
 /** One HTTPS GET with node's client, as a service would call another. */
-function call(port: number, path: string, options: CallOptions = {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      {
-        host: '127.0.0.1',
-        port,
-        path,
-        ca: pki.ca.cert,
-        cert: options.as?.cert,
-        key: options.as?.key,
-        agent: options.agent ?? false,
-        headers: options.headers,
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (text += chunk));
-        res.on('end', () => {
-          resolve({ status: res.statusCode ?? 0, body: text === '' ? {} : JSON.parse(text) });
-        });
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
+function call(port: number, path: string, options: HttpsGetOptions = {}): Promise<HttpsReply> {
+  return httpsGet(pki.ca.cert, port, path, options);
 }
 
 /** What routes answer: who the caller is, as mtls() and the request context see it. */

@@ -4,6 +4,7 @@
  * from the other CA, expired, and revoked (with a CRL). EC P-256 keys keep it to about a second.
  */
 import { execFile } from 'node:child_process';
+import https from 'node:https';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -235,4 +236,51 @@ export async function opensslThumbprint(certPath: string): Promise<string> {
 export async function opensslFingerprint(certPath: string): Promise<string> {
   const { stdout } = await run('openssl', ['x509', '-in', certPath, '-noout', '-fingerprint', '-sha256']);
   return stdout.trim().replace(/^.*=/, '');
+}
+
+export interface HttpsReply {
+  status: number;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed JSON, read by assertions (like supertest's body)
+  body: Record<string, any>;
+}
+
+export interface HttpsGetOptions {
+  /** Client certificate to present; none when omitted. */
+  as?: KeyPair;
+  headers?: Record<string, string>;
+  agent?: https.Agent;
+}
+
+/** One HTTPS GET to 127.0.0.1 with node's client, trusting `ca`, as a service would call another. */
+export function httpsGet(
+  ca: string,
+  port: number,
+  path: string,
+  options: HttpsGetOptions = {},
+): Promise<HttpsReply> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        ca,
+        cert: options.as?.cert,
+        key: options.as?.key,
+        agent: options.agent ?? false,
+        headers: options.headers,
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => {
+          resolve({ status: res.statusCode ?? 0, body: text === '' ? {} : JSON.parse(text) });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
 }
