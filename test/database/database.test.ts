@@ -538,7 +538,11 @@ describe('slow-query log', () => {
     try {
       await core.runWithContext(core.createContext({ requestId: 'r-2' }), async () => {
         await db.knex('slow_values').insert({ ssn: CANARY });
-        await db.knex('slow_values').where({ ssn: CANARY }).select();
+        // pg_sleep makes the query slow for sure: a plain select can finish under the 1 ms threshold.
+        await db
+          .knex('slow_values')
+          .where({ ssn: CANARY })
+          .select('ssn', db.knex.raw('pg_sleep(0.01) as pause'));
       });
       expect(log.lines().some((l) => l.message === 'slow query')).toBe(true);
       expect(log.raw()).not.toContain(CANARY);
