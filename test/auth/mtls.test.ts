@@ -577,6 +577,15 @@ describe('option validation', () => {
     expect(make).toThrow(message);
   });
 
+  it('mtls() refuses a forwarded CA bundle holding a leaf certificate (it would act as an issuer)', () => {
+    const forwarded = {
+      header: 'x-c',
+      trustedProxies: ['10.0.0.1'],
+      ca: `${pki.ca.cert}\n${pki.client.cert}`,
+    };
+    expect(() => mtls({ forwarded })).toThrow(/forwarded\.ca must be CA certificates only/);
+  });
+
   it('never modifies the options object', () => {
     const options = Object.freeze({
       allow: Object.freeze([BILLING]),

@@ -57,6 +57,15 @@ export function readForwarded(input: unknown): Forwarded | undefined {
     cas = [];
   }
   if (cas.length === 0) throw ConfigError.option('mtls', 'forwarded.ca', 'PEM CA certificate(s)', ca);
+  // A leaf in the bundle (a full-chain file) would be accepted as an issuer of client certificates.
+  if (cas.some((c) => !c.ca)) {
+    throw ConfigError.option(
+      'mtls',
+      'forwarded.ca',
+      'CA certificates only (basicConstraints CA:TRUE)',
+      '[a bundle with a leaf certificate]',
+    );
+  }
   return { header: header.toLowerCase(), proxies: trustedProxyList(options.trustedProxies), cas };
 }
 
@@ -129,11 +138,21 @@ export function parseForwarded(value: string): X509Certificate | undefined {
   }
 }
 
-/** What OpenSSL checks on the TLS path, for a forwarded leaf: issued and signed by a CA, in date, usable by a client. */
+/**
+ * What OpenSSL checks on the TLS path, for a forwarded leaf: issued and signed by a CA that is in
+ * date, itself in date, usable by a client. Not checked: intermediates, CRLs, unknown critical
+ * extensions — the proxy that terminated TLS must have.
+ */
 export function verifyForwarded(x509: X509Certificate, cas: readonly X509Certificate[]): Reason | undefined {
-  const issuer = cas.find((ca) => x509.checkIssued(ca) && x509.verify(ca.publicKey));
-  if (issuer === undefined || x509.ca) return 'untrusted';
   const now = Date.now();
+  const issuer = cas.find(
+    (ca) =>
+      x509.checkIssued(ca) &&
+      x509.verify(ca.publicKey) &&
+      now <= Date.parse(ca.validTo) &&
+      now >= Date.parse(ca.validFrom),
+  );
+  if (issuer === undefined || x509.ca) return 'untrusted';
   if (now > Date.parse(x509.validTo)) return 'expired';
   if (now < Date.parse(x509.validFrom)) return 'not_yet_valid';
   const usage = x509.keyUsage as string[] | undefined;
