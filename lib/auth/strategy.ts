@@ -111,8 +111,8 @@ export class CaduceusStrategy extends PassportJwtStrategy {
       const claims = this.verifier.verify(token, 'access');
       const user =
         claims instanceof Promise
-          ? claims.then((c) => this.admit(req, c, clientCertificateThumbprint(req)))
-          : this.admit(req, claims, clientCertificateThumbprint(req));
+          ? claims.then((c) => this.admit(req, c, undefined))
+          : this.admit(req, claims, undefined);
       // Every refusal is counted and logged, whether it came synchronously or not.
       return user instanceof Promise ? user.catch((err: unknown) => this.failed(err)) : user;
     } catch (err) {
@@ -147,7 +147,11 @@ export class CaduceusStrategy extends PassportJwtStrategy {
   ): AuthUser {
     if (revoked) throw new AuthenticationFailure('revoked');
     const bound = (claims.cnf as { 'x5t#S256'?: unknown } | undefined)?.['x5t#S256'];
-    if (bound !== undefined && bound !== thumbprint) throw new AuthenticationFailure('certificate_mismatch');
+    // Only a bound token needs the certificate: the thumbprint is looked up for it alone.
+    if (bound !== undefined) {
+      const presented = req === undefined ? thumbprint : clientCertificateThumbprint(req);
+      if (bound !== presented) throw new AuthenticationFailure('certificate_mismatch');
+    }
     const user = this.user(claims);
     if (req !== undefined) setUser(user.id, user.roles, req);
     this.monitor.success(user.id);
