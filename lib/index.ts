@@ -119,3 +119,5 @@ export {
   clientCertificateThumbprint,
   certificateThumbprint,
 } from './auth/index.js';
+export type { RateLimitOptions, RateLimiter, RateLimitStats, KeyBy, FailMode } from './rate-limit/index.js';
+export { rateLimit, loginRateLimit } from './rate-limit/index.js';

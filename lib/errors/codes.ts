@@ -15,6 +15,8 @@ export type ErrorCode =
   | 'CERTIFICATE_REQUIRED'
   | 'CERTIFICATE_INVALID'
   | 'FORBIDDEN'
+  | 'THREAT_DETECTED'
+  | 'CLIENT_BLOCKED'
   | 'NOT_FOUND'
   | 'METHOD_NOT_ALLOWED'
   | 'NOT_ACCEPTABLE'
@@ -23,6 +25,8 @@ export type ErrorCode =
   | 'FOREIGN_KEY_VIOLATION'
   | 'REFERENCE_NOT_FOUND'
   | 'PAYLOAD_TOO_LARGE'
+  | 'URI_TOO_LONG'
+  | 'HEADERS_TOO_LARGE'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'RATE_LIMITED'
   | 'INTERNAL_ERROR'
@@ -52,12 +56,16 @@ export function codeForStatus(status: number): ErrorCode {
       return 'CONFLICT';
     case 413:
       return 'PAYLOAD_TOO_LARGE';
+    case 414:
+      return 'URI_TOO_LONG';
     case 415:
       return 'UNSUPPORTED_MEDIA_TYPE';
     case 422:
       return 'VALIDATION_ERROR';
     case 429:
       return 'RATE_LIMITED';
+    case 431:
+      return 'HEADERS_TOO_LARGE';
     case 503:
       return 'SERVICE_UNAVAILABLE';
     case 504:

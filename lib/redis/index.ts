@@ -1,12 +1,15 @@
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { ConfigError } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
 
-export type { Redis } from 'ioredis';
+export type { Cluster, Redis } from 'ioredis';
+
+/** A standalone client or a Redis Cluster client. */
+export type RedisClient = Redis | Cluster;
 
 /** A Redis connection as caduceus uses it: the client, and whether closing it is ours to do. */
-export interface RedisConnection {
-  readonly client: Redis;
+export interface RedisConnection<C extends RedisClient = Redis> {
+  readonly client: C;
   /**
    * Resolves when the client can take commands. Until its first connection succeeds (start-up)
    * this waits up to the connect timeout; after that it resolves or rejects at once, so an outage
@@ -14,7 +17,7 @@ export interface RedisConnection {
    */
   ready(): Promise<void>;
   /** A second connection for SUBSCRIBE (a subscribed connection can run no other command). */
-  subscriber(): Redis;
+  subscriber(): C;
   /** Close what we opened; a client passed in by the application is left open. */
   close(): Promise<void>;
 }
@@ -30,13 +33,23 @@ const COMMAND_TIMEOUT_MS = 1_000;
  * an outage makes callers fall back or answer 503 instead of hanging, and recovery is automatic.
  * Errors are logged once per outage and the recovery once; the process never crashes on them.
  */
-export function connectRedis(target: string | Redis, name: string, logger: Logger): RedisConnection {
+export function connectRedis(target: string | Redis, name: string, logger: Logger): RedisConnection;
+export function connectRedis(
+  target: string | RedisClient,
+  name: string,
+  logger: Logger,
+): RedisConnection<RedisClient>;
+export function connectRedis(
+  target: string | RedisClient,
+  name: string,
+  logger: Logger,
+): RedisConnection<RedisClient> {
   const owned = typeof target === 'string';
-  if (!owned && !(target instanceof Redis)) {
-    throw ConfigError.option(name, 'redis', 'a redis:// URL or an ioredis client', target);
+  if (!owned && !(target instanceof Redis) && !(target instanceof Cluster)) {
+    throw ConfigError.option(name, 'redis', 'a redis:// URL or an ioredis client (Redis or Cluster)', target);
   }
-  const client = owned ? new Redis(target, clientOptions(name)) : target;
-  const opened: Redis[] = owned ? [client] : [];
+  const client: RedisClient = owned ? new Redis(target, clientOptions(name)) : target;
+  const opened: RedisClient[] = owned ? [client] : [];
   // Listeners we add to a client passed in are removed again on close(): it is not ours.
   const unwatch = [watch(client, name, logger)];
   // Start-up: the first ready() calls wait (together, on one listener) for the first connection;
@@ -82,7 +95,7 @@ export function connectRedis(target: string | Redis, name: string, logger: Logge
       return pending;
     },
     subscriber() {
-      const sub = client.duplicate(clientOptions(`${name}:sub`));
+      const sub = client instanceof Cluster ? client.duplicate() : client.duplicate(clientOptions(`${name}:sub`));
       opened.push(sub);
       unwatch.push(watch(sub, `${name}:sub`, logger));
       return sub;
@@ -117,7 +130,7 @@ function clientOptions(name: string) {
 }
 
 /** Log an outage once and the recovery once; returns what removes the listeners. */
-function watch(client: Redis, name: string, logger: Logger): () => void {
+function watch(client: RedisClient, name: string, logger: Logger): () => void {
   let down = false;
   const onError = (err: unknown) => {
     if (down) return;

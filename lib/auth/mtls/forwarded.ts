@@ -1,11 +1,11 @@
 /**
  * Certificates forwarded by a trusted TLS-terminating proxy: the `forwarded` option, the header
  * formats (nginx URL-encoded PEM, Envoy XFCC, base64 DER), the checks OpenSSL would have made on the
- * TLS path, and the IP/CIDR matching that decides which peers count as trusted proxies.
+ * TLS path. Which peers count as trusted proxies is an `IpList` (lib/net).
  */
 import { X509Certificate } from 'node:crypto';
-import { BlockList, isIP } from 'node:net';
 import { ConfigError, readOptions } from '../../errors/index.js';
+import { IpList } from '../../net/ip.js';
 import type { PemInput } from './certificate.js';
 import { certificatesIn, isPemInput, PEM_CERTIFICATE, sha256 } from './certificate.js';
 import type { Reason } from './refusals.js';
@@ -34,7 +34,7 @@ export interface MtlsForwardedOptions {
 export interface Forwarded {
   /** Lower-case, as in `req.headers`. */
   readonly header: string;
-  readonly proxies: BlockList;
+  readonly proxies: IpList;
   readonly cas: readonly X509Certificate[];
 }
 
@@ -161,12 +161,8 @@ export function verifyForwarded(x509: X509Certificate, cas: readonly X509Certifi
   return undefined;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Trusted proxies: IP/CIDR matching (nothing mTLS-specific but the option name in the errors)
-
-/** `forwarded.trustedProxies` (IPv4/IPv6 addresses and CIDRs) as a `BlockList`; throws ConfigError. */
-function trustedProxyList(entries: unknown): BlockList {
-  const list = new BlockList();
+/** `forwarded.trustedProxies`: a non-empty list of IPv4/IPv6 addresses and CIDRs; throws ConfigError. */
+function trustedProxyList(entries: unknown): IpList {
   if (!Array.isArray(entries) || entries.length === 0)
     throw ConfigError.option(
       'mtls',
@@ -174,19 +170,5 @@ function trustedProxyList(entries: unknown): BlockList {
       'a non-empty array of IPs or CIDRs',
       entries,
     );
-  entries.forEach((entry: unknown, index) => {
-    const [address = '', prefix, extra] = typeof entry === 'string' ? entry.split('/') : [];
-    const family = isIP(address);
-    const max = family === 4 ? 32 : 128;
-    const bits = prefix === undefined ? max : /^\d{1,3}$/.test(prefix) ? Number(prefix) : NaN;
-    if (family === 0 || extra !== undefined || !(bits <= max))
-      throw ConfigError.option('mtls', `forwarded.trustedProxies[${index}]`, 'an IP address or CIDR', entry);
-    list.addSubnet(address, bits, family === 4 ? 'ipv4' : 'ipv6');
-  });
-  return list;
-}
-
-/** Whether a peer address (a socket's `remoteAddress`) is in the list. */
-export function isTrustedProxy(proxies: BlockList, address: string | undefined): boolean {
-  return address !== undefined && proxies.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
+  return new IpList('mtls', 'forwarded.trustedProxies', entries);
 }

@@ -12,7 +12,7 @@ import type { AuthUser } from '../types.js';
 import type { CertificateIdentity, ClientCertificate } from './certificate.js';
 import { checkIdentity, defaultIdentity, describeCertificate, tlsSocketOf } from './certificate.js';
 import type { Forwarded } from './forwarded.js';
-import { isTrustedProxy, parseForwarded, verifyForwarded } from './forwarded.js';
+import { parseForwarded, verifyForwarded } from './forwarded.js';
 import type { Reason } from './refusals.js';
 import { refusalError, TLS_ERRORS, tlsErrorCode } from './refusals.js';
 
@@ -65,7 +65,7 @@ export class MtlsGate {
     const forwarded = this.#config.forwarded;
     let state = this.#sockets.get(socket);
     if (state === undefined) {
-      const trustedProxy = forwarded !== undefined && isTrustedProxy(forwarded.proxies, socket.remoteAddress);
+      const trustedProxy = forwarded !== undefined && forwarded.proxies.has(socket.remoteAddress);
       state = { trustedProxy, own: undefined };
       this.#sockets.set(socket, state);
     }
