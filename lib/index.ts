@@ -121,3 +121,19 @@ export {
 } from './auth/index.js';
 export type { RateLimitOptions, RateLimiter, RateLimitStats, KeyBy, FailMode } from './rate-limit/index.js';
 export { rateLimit, loginRateLimit } from './rate-limit/index.js';
+export type {
+  SecurityOptions,
+  SecurityMiddleware,
+  ThreatOptions,
+  CorsOptions,
+  HelmetOptions,
+  InputLimits,
+  ParameterPollution,
+  SecurityEvent,
+  SecurityCounters,
+  SecurityReason,
+  SecurityAction,
+  ThreatCategory,
+  ThreatLocation,
+} from './security/index.js';
+export { security, API_HELMET_PRESET, DEFAULT_PERMISSIONS_POLICY } from './security/index.js';
