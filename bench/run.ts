@@ -32,13 +32,17 @@ interface Variant {
 }
 
 function discoverVariants(options: BenchOptions): Variant[] {
-  const all = readdirSync(APPS)
+  const dir = options.suite === 'guards' ? join(__dirname, 'guards', 'apps') : APPS;
+  const all = readdirSync(dir)
     .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
-    .map((f) => ({ name: f.slice(0, -3), script: join(APPS, f) }));
+    .map((f) => ({ name: f.slice(0, -3), script: join(dir, f) }));
+  // Every suite is measured against the same baseline, bare Express.
+  if (!all.some((v) => v.name === 'bare-express'))
+    all.push({ name: 'bare-express', script: join(APPS, 'bare-express.ts') });
   const names = all.map((v) => v.name);
   for (const wanted of [...(options.variants ?? []), ...(options.profile ?? []), options.baseline]) {
     if (!names.includes(wanted))
-      throw new Error(`bench: no variant ${wanted} (bench/apps/ has ${names.join(', ')})`);
+      throw new Error(`bench: no variant ${wanted} (the suite has ${names.join(', ')})`);
   }
   const chosen = options.variants === undefined ? all : all.filter((v) => options.variants?.includes(v.name));
   if (!chosen.some((v) => v.name === options.baseline))

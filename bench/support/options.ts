@@ -10,7 +10,9 @@ export interface BenchOptions {
   connections: number;
   pipelining: number;
   rounds: number;
-  /** Variant names (files of bench/apps/ without `.ts`); undefined = all. */
+  /** Which set of variants: `core` (bench/apps/) or `guards` (bench/guards/apps/: security() and rateLimit()). */
+  suite: 'core' | 'guards';
+  /** Variant names (files of the suite's apps folder without `.ts`); undefined = all. */
   variants: readonly string[] | undefined;
   /** The variant the ratios are relative to. */
   baseline: string;
@@ -47,6 +49,11 @@ const SPECS: readonly Spec[] = [
   { key: 'connections', flag: 'connections', help: 'concurrent keep-alive connections (default 32)' },
   { key: 'pipelining', flag: 'pipelining', help: 'requests in flight per connection (default 1)' },
   { key: 'rounds', flag: 'rounds', help: 'interleaved rounds; medians are reported (default 5)' },
+  {
+    key: 'suite',
+    flag: 'suite',
+    help: 'core | guards: bench/apps/, or security() and rateLimit() vs helmet + express-rate-limit by hand (default core)',
+  },
   { key: 'variants', flag: 'variants', help: 'comma-separated files of bench/apps/ to run (default all)' },
   { key: 'baseline', flag: 'baseline', help: 'variant the ratios are relative to (default bare-express)' },
   {
@@ -163,6 +170,7 @@ export function parseOptions(
     connections: num('connections', 32, true),
     pipelining: num('pipelining', 1, true),
     rounds: num('rounds', 5, true),
+    suite: oneOf('suite', read('suite') ?? 'core', ['core', 'guards']),
     variants: list(read('variants')),
     baseline: read('baseline') ?? 'bare-express',
     caduceus: read('caduceus') ?? 'build',

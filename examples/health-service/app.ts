@@ -1,15 +1,27 @@
 import defaultExpress from 'express';
 import type { Express, RequestHandler, Router } from 'express';
-import type { Auth, Database, Logger, PasswordHashOptions, RepositoryEvent, Settings } from '../../lib/index';
+import type {
+  Auth,
+  Database,
+  Logger,
+  PasswordHashOptions,
+  RateLimiter,
+  RepositoryEvent,
+  SecurityMiddleware,
+  Settings,
+} from '../../lib/index';
 import {
   asyncHandler,
   createLogger,
   database,
   errors,
   loadSettings,
+  loginRateLimit,
   logging,
   notFound,
+  rateLimit,
   requestContext,
+  security,
 } from '../../lib/index';
 import { authRoutes, serviceAuth, userRoutes } from './auth';
 import type { LabClient } from './labs';
@@ -21,7 +33,6 @@ import { UserRepository } from './users';
 /** What the service needs from the `express` module: Express 4 and 5 both fit. */
 export interface ExpressFactory {
   (): Express;
-  json: (options?: { limit?: string | number }) => RequestHandler;
   Router: () => Router;
 }
 
@@ -57,6 +68,41 @@ export interface HealthServiceOptions {
   labs?: LabClient;
   /** Largest JSON body accepted; bigger ones get 413 PAYLOAD_TOO_LARGE. Default `'100kb'`. */
   bodyLimit?: string | number;
+  /**
+   * The security layer, the API rate limit and the login limit. Default: created here from
+   * `settings` (Redis when `REDIS_URL` is set). Pass your own to configure or close them —
+   * `server.ts` does, since with Redis they hold connections. See {@link createProtection}.
+   */
+  protection?: Protection;
+}
+
+/** The request guards of the service: each may hold a Redis connection, so each has `close()`. */
+export interface Protection {
+  security: SecurityMiddleware;
+  rateLimit: RateLimiter;
+  loginRateLimit: RateLimiter;
+}
+
+/** The service's guards from settings; close them with {@link closeProtection}. */
+export function createProtection(
+  settings: Settings,
+  makeLogger: (name: string) => Logger,
+  bodyLimit?: string | number,
+): Protection {
+  const logger = makeLogger('security');
+  return {
+    security: security({ settings, logger, limits: { bodySize: bodyLimit ?? '100kb' } }),
+    rateLimit: rateLimit({ settings, logger }),
+    loginRateLimit: loginRateLimit({ settings, logger }),
+  };
+}
+
+export async function closeProtection(protection: Protection): Promise<void> {
+  await Promise.all([
+    protection.security.close(),
+    protection.rateLimit.close(),
+    protection.loginRateLimit.close(),
+  ]);
 }
 
 /**
@@ -86,6 +132,8 @@ export function createApp(options: Readonly<HealthServiceOptions>): Express {
     });
   });
 
+  const protection = options.protection ?? createProtection(settings, makeLogger, options.bodyLimit);
+
   const app = express();
   app.disable('x-powered-by');
 
@@ -93,9 +141,13 @@ export function createApp(options: Readonly<HealthServiceOptions>): Express {
   app.use(requestContext());
   // 2. One access-log line per request (skips /health by default).
   app.use(logging({ logger: makeLogger('http') }));
-  // 3. Bodies: malformed JSON becomes 400 INVALID_JSON and an oversized one 413, both in errors().
-  app.use(express.json({ limit: options.bodyLimit ?? '100kb' }));
-  // 4. `req.db` for handlers that want the database itself.
+  // 3. Security headers, CORS, input limits, threat detection; JSON bodies are parsed here (a
+  //    malformed one is 400 INVALID_JSON, an oversized one 413, a probe 403 THREAT_DETECTED).
+  app.use(protection.security);
+  // 4. Rate limits: the API by client address (RATE_LIMIT_*), login by address + email (5/min).
+  app.use(protection.rateLimit);
+  app.post(`${api}/auth/login`, protection.loginRateLimit);
+  // 5. `req.db` for handlers that want the database itself.
   app.use(database(db));
 
   // Liveness and the database's health: 503 while the database does not answer, so a load

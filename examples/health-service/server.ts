@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Auth, Database } from '../../lib/index';
 import { createDatabase, createLogger, loadSettings } from '../../lib/index';
-import { createApp } from './app';
+import { closeProtection, createApp, createProtection } from './app';
 import { serviceAuth } from './auth';
 import { DEFAULT_DATABASE_URL, ensureSqliteDirectory, prepareDatabase, redactUrl } from './database';
 import type { DemoUser } from './seed';
@@ -58,7 +58,8 @@ export async function start(
     await db.close();
     throw err;
   }
-  const app = createApp({ settings, db, auth });
+  const protection = createProtection(settings, (name) => createLogger(name, { settings }));
+  const app = createApp({ settings, db, auth, protection });
   const server = await new Promise<Server>((resolve, reject) => {
     const s = app.listen(port);
     s.once('error', reject);
@@ -66,6 +67,7 @@ export async function start(
       resolve(s);
     });
   }).catch(async (err: unknown) => {
+    await closeProtection(protection);
     await auth.close();
     await db.close();
     throw err;
@@ -79,6 +81,7 @@ export async function start(
       });
       server.closeIdleConnections();
     })
+      .then(() => closeProtection(protection))
       .then(() => auth.close())
       .then(() => db.close()));
   return {

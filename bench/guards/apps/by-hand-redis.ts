@@ -1,0 +1,3 @@
+import { serveByHand } from '../shared.js';
+
+serveByHand('redis');
