@@ -187,6 +187,8 @@ export function expectLimited(res: request.Response, maxSeconds: number): void {
   expect(body).toMatchObject({ success: false, error_code: 'RATE_LIMITED' });
   expect(typeof body.error).toBe('string');
   expect(typeof body.details.request_id).toBe('string');
+  // Which limiter refused (stacked limiters each have a name).
+  expect(typeof body.details.limiter).toBe('string');
   const retryAfter = res.headers['retry-after'];
   expect(retryAfter).toMatch(/^\d+$/);
   expect(Number(retryAfter)).toBeGreaterThanOrEqual(1);
@@ -202,6 +204,7 @@ export function expectUnavailable(res: request.Response): void {
     details: { dependency: 'redis' },
   });
   expect(typeof (res.body as Envelope).details.request_id).toBe('string');
+  expect(res.headers['retry-after']).toBe('5');
 }
 
 /** The draft-8 `RateLimit` header of limiter `name`: remaining and reset seconds. */
