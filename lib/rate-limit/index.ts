@@ -303,12 +303,25 @@ function readCost(value: unknown): ((req: Request) => number) | undefined {
   if (value === undefined || value === 1) return undefined;
   if (typeof value === 'function') {
     const fn = value as (req: Request) => unknown;
+    // Computed once per request and limiter (skip and key both need it).
+    const slot = Symbol('caduceus.rateLimit.cost');
     return (req) => {
-      const units = fn(req);
-      // A cost function's mistake must not crash the request or let it through uncounted.
-      return typeof units === 'number' && Number.isFinite(units)
-        ? Math.min(MAX_COST, Math.max(0, Math.floor(units)))
-        : 1;
+      const known = (req as Request & Record<symbol, number | undefined>)[slot];
+      if (known !== undefined) return known;
+      let units: unknown;
+      try {
+        units = fn(req);
+      } catch {
+        units = undefined;
+      }
+      // A cost function's mistake (a throw, NaN, a negative) counts one unit: it must neither
+      // crash the request nor let it through uncounted. Only an explicit 0 is free.
+      const cost =
+        typeof units === 'number' && Number.isFinite(units) && units >= 0
+          ? Math.min(MAX_COST, Math.floor(units))
+          : 1;
+      (req as Request & Record<symbol, number | undefined>)[slot] = cost;
+      return cost;
     };
   }
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > MAX_COST)

@@ -24,6 +24,8 @@ export interface StoreCounters {
 
 /** Longest a Redis command may take before the limiter treats Redis as down for this request. */
 const COMMAND_TIMEOUT_MS = 1_000;
+/** While Redis fails, one request a second tries it; the others go straight to the fallback. */
+const PROBE_INTERVAL_MS = 1_000;
 
 /**
  * The store behind every caduceus limiter: rate-limit-redis's `RedisStore` when Redis is
@@ -48,6 +50,8 @@ export class LimiterStore implements Store {
   readonly #timeout: boolean;
   #options: Options | undefined;
   #down = false;
+  /** After a failed command, Redis is tried again only from this time on (a silent partition must not cost every request a timeout). */
+  #probeAt = 0;
   readonly #onReady = () => {
     this.#loadScripts();
   };
@@ -97,7 +101,12 @@ export class LimiterStore implements Store {
     const id = sep === -1 ? key : key.slice(0, sep);
     if (this.#redis === undefined)
       return cost === 1 ? this.#memory.increment(id) : incrementBy(this.#memory, id, cost);
-    const redis = this.#connection?.client.status === 'ready' ? this.#redis : await this.#whenConnected();
+    const redis =
+      this.#down && Date.now() < this.#probeAt
+        ? undefined
+        : this.#connection?.client.status === 'ready'
+          ? this.#redis
+          : await this.#whenConnected();
     if (redis !== undefined) {
       try {
         const result = await this.#guard(cost === 1 ? redis.increment(id) : incrementBy(redis, id, cost));
@@ -122,14 +131,16 @@ export class LimiterStore implements Store {
   }
 
   async resetKey(key: string): Promise<void> {
-    await this.#memory.resetKey(key);
+    const id = withoutCost(key);
+    await this.#memory.resetKey(id);
     const redis = await this.#whenConnected();
-    if (redis !== undefined) await this.#guard(redis.resetKey(key));
+    if (redis !== undefined) await this.#guard(redis.resetKey(id));
   }
 
   async get(key: string): Promise<ClientRateLimitInfo | undefined> {
+    const id = withoutCost(key);
     const redis = await this.#whenConnected();
-    return redis === undefined ? this.#memory.get(key) : this.#guard(redis.get(key));
+    return redis === undefined ? this.#memory.get(id) : this.#guard(redis.get(id));
   }
 
   shutdown(): void {
@@ -166,6 +177,7 @@ export class LimiterStore implements Store {
   }
 
   #outage(err: unknown): void {
+    this.#probeAt = Date.now() + PROBE_INTERVAL_MS;
     if (this.#down) return;
     this.#down = true;
     const code = (err as { code?: unknown } | undefined)?.code;
@@ -206,6 +218,12 @@ export class LimiterStore implements Store {
       clearTimeout(timer);
     });
   }
+}
+
+/** `req.rateLimit.key` of a costed request carries its cost; the counter's key does not. */
+function withoutCost(key: string): string {
+  const sep = key.indexOf(COST_SEPARATOR);
+  return sep === -1 ? key : key.slice(0, sep);
 }
 
 /** A request that costs `cost` units: `cost` increments, the highest count is the answer. */

@@ -62,6 +62,9 @@ export function connectRedis(
     client.once('ready', onFirstOutcome);
     client.once('error', onFirstOutcome);
   }
+  // An application's `lazyConnect` client would otherwise wait for a first command we never send
+  // (nothing is sent while the client is not ready).
+  if (!owned && client.status === 'wait') client.connect().catch(() => undefined);
   let pending: Promise<void> | undefined;
   return {
     client,
@@ -86,6 +89,8 @@ export function connectRedis(
           finish(err);
         };
         const timer = setTimeout(() => {
+          // Start-up is over: later calls answer at once instead of each waiting again.
+          settled = true;
           finish(new Error(`redis ${name}: not connected within ${CONNECT_TIMEOUT_MS} ms`));
         }, CONNECT_TIMEOUT_MS);
         timer.unref();
@@ -95,7 +100,8 @@ export function connectRedis(
       return pending;
     },
     subscriber() {
-      const sub = client instanceof Cluster ? client.duplicate() : client.duplicate(clientOptions(`${name}:sub`));
+      const sub =
+        client instanceof Cluster ? client.duplicate() : client.duplicate(clientOptions(`${name}:sub`));
       opened.push(sub);
       unwatch.push(watch(sub, `${name}:sub`, logger));
       return sub;
@@ -125,6 +131,9 @@ function clientOptions(name: string) {
     commandTimeout: COMMAND_TIMEOUT_MS,
     maxRetriesPerRequest: 1,
     enableOfflineQueue: false,
+    // A command that timed out was answered (fallback, 503) already: replaying it after a
+    // reconnect would count it twice.
+    autoResendUnfulfilledCommands: false,
     retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 3_000),
   } as const;
 }

@@ -97,8 +97,8 @@ describe.each(eachExpress)('%s', (_label, variant) => {
     expect(await charged(variant, () => units)).toEqual({ status: 200, count: expected });
   });
 
-  it('a cost function returning a negative number is clamped to 0 (free)', async () => {
-    expect(await charged(variant, () => -5)).toEqual({ status: 200, count: null });
+  it('a cost function returning a negative number charges one unit (only an explicit 0 is free)', async () => {
+    expect(await charged(variant, () => -5)).toEqual({ status: 200, count: '1' });
   });
 
   it('a cost function that throws charges one unit and does not fail the request', async () => {
