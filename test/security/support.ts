@@ -207,6 +207,24 @@ export async function seedBan(admin: Redis, prefix: string, key: string, ms = 60
   await admin.zadd(banListKey(prefix), Date.now() + ms, key);
 }
 
+/**
+ * The end of `key`'s ban in Redis, waiting up to `ms` for it: the violation that bans runs its
+ * script in the background, after the response has gone. Null when it never appears.
+ */
+export async function bannedInRedis(
+  admin: Redis,
+  prefix: string,
+  key: string,
+  ms = 1_000,
+): Promise<number | null> {
+  const { value } = await within(
+    ms,
+    () => admin.zscore(banListKey(prefix), key),
+    (score) => score !== null,
+  );
+  return value === null ? null : Number(value);
+}
+
 /** Waits (up to `ms`) until `app` refuses `ip`; the last status is returned for assertions. */
 export async function refusedWithin(
   app: Target,
@@ -218,6 +236,16 @@ export async function refusedWithin(
     async () => (await request(app).get(BENIGN_PATH).set('X-Forwarded-For', ip)).status,
     (status) => status === 403,
   );
+}
+
+/**
+ * Asserts that `app` refuses `ip` as banned, waiting up to `ms` for it: with Redis, an instance
+ * bans when the script answers, in the background — a request right after the violation that
+ * crossed the threshold may still pass (no request waits on Redis).
+ */
+export async function expectBanned(app: Target, ip: string, ms = 1_000): Promise<void> {
+  expect((await refusedWithin(app, ip, ms)).value).toBe(403);
+  expectRefusal(await request(app).get(BENIGN_PATH).set('X-Forwarded-For', ip), 403, 'CLIENT_BLOCKED');
 }
 
 /** Waits (up to `ms`) until `app` lets `ip` through again. */
