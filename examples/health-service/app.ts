@@ -1,11 +1,12 @@
 import defaultExpress from 'express';
-import type { Express, RequestHandler, Router } from 'express';
+import type { Express, Router } from 'express';
 import type {
   Auth,
   Database,
   Logger,
   PasswordHashOptions,
   RateLimiter,
+  RateLimitOptions,
   RepositoryEvent,
   SecurityMiddleware,
   Settings,
@@ -87,13 +88,20 @@ export interface Protection {
 export function createProtection(
   settings: Settings,
   makeLogger: (name: string) => Logger,
-  bodyLimit?: string | number,
+  options: { bodyLimit?: string | number; loginRateLimit?: RateLimitOptions } = {},
 ): Protection {
   const logger = makeLogger('security');
   return {
-    security: security({ settings, logger, limits: { bodySize: bodyLimit ?? '100kb' } }),
+    security: security({
+      settings,
+      logger,
+      limits: { bodySize: options.bodyLimit ?? '100kb' },
+      // List queries are validated field by field (a repeated scalar is a 400 naming the field),
+      // so repeated parameters reach parseListQuery as they were sent.
+      parameterPollution: false,
+    }),
     rateLimit: rateLimit({ settings, logger }),
-    loginRateLimit: loginRateLimit({ settings, logger }),
+    loginRateLimit: loginRateLimit({ settings, logger, ...options.loginRateLimit }),
   };
 }
 
@@ -132,7 +140,8 @@ export function createApp(options: Readonly<HealthServiceOptions>): Express {
     });
   });
 
-  const protection = options.protection ?? createProtection(settings, makeLogger, options.bodyLimit);
+  const protection =
+    options.protection ?? createProtection(settings, makeLogger, { bodyLimit: options.bodyLimit });
 
   const app = express();
   app.disable('x-powered-by');

@@ -161,8 +161,15 @@ class RedisBans {
       const until = Number(message.slice(space + 1));
       if (space > 0 && Number.isFinite(until)) this.#onBan(message.slice(0, space), until);
     });
-    // Subscribed again by ioredis after a reconnect; the list is reloaded on each `ready`.
-    this.#subscriber.subscribe(this.#channel).catch(() => undefined);
+    // SUBSCRIBE once the subscriber is connected (no offline queue: sent earlier, it is lost);
+    // on every reconnect the list is reloaded too, so no ban published meanwhile is missed.
+    const subscribe = () => {
+      this.#subscriber.subscribe(this.#channel).then(this.#reload, (err: unknown) => {
+        this.outage(err);
+      });
+    };
+    this.#subscriber.on('ready', subscribe);
+    if (this.#subscriber.status === 'ready') subscribe();
     connection.client.on('ready', this.#reload);
     if (connection.client.status === 'ready') this.#reload();
   }

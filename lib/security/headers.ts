@@ -37,6 +37,18 @@ export const DEFAULT_PERMISSIONS_POLICY =
 type Middleware = (req: Request, res: Response, next: NextFunction) => void;
 
 /**
+ * The preset under the application's options, key by key. A CSP given as options replaces the
+ * preset's directives without bringing back helmet's web-page defaults (`useDefaults: false`
+ * unless the application says otherwise).
+ */
+function withPreset(overrides: Readonly<HelmetOptions>): HelmetOptions {
+  const csp = (overrides as { contentSecurityPolicy?: unknown }).contentSecurityPolicy;
+  const merged = { ...API_HELMET_PRESET, ...overrides } as Record<string, unknown>;
+  if (typeof csp === 'object' && csp !== null) merged.contentSecurityPolicy = { useDefaults: false, ...csp };
+  return merged;
+}
+
+/**
  * helmet with the preset under the application's overrides (`false` for a key turns that header
  * off, as in helmet), plus `Cache-Control` and `Permissions-Policy`, which helmet does not set.
  */
@@ -45,8 +57,7 @@ export function headersMiddleware(
   cacheControl: string | false,
   permissionsPolicy: string | false,
 ): Middleware | undefined {
-  const base =
-    overrides === false ? undefined : helmet({ ...API_HELMET_PRESET, ...overrides } as HelmetOptions);
+  const base = overrides === false ? undefined : helmet(withPreset(overrides));
   if (cacheControl !== false && /[\r\n]/.test(cacheControl))
     throw ConfigError.option('security', 'cacheControl', 'a header value', cacheControl);
   if (permissionsPolicy !== false && /[\r\n]/.test(permissionsPolicy))

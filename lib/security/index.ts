@@ -184,6 +184,8 @@ export function security(input: Readonly<SecurityOptions> = {}): SecurityMiddlew
   const limits = readLimits(options.limits);
   const pollution = readPollution(options.parameterPollution ?? 'last');
   const allowArrays = new Set(readStrings('allowArrays', options.allowArrays ?? []));
+  if (options.json !== undefined && typeof options.json !== 'boolean')
+    throw ConfigError.option('security', 'json', 'true or false', options.json);
   const parse =
     options.json === false
       ? undefined
@@ -215,7 +217,7 @@ export function security(input: Readonly<SecurityOptions> = {}): SecurityMiddlew
   };
 
   const violation = (req: Request, ip: string | undefined) => {
-    if (threats?.bans === undefined || ip === undefined || threats.allow.has(ip)) return;
+    if (threats?.bans === undefined || !threats.block || ip === undefined || threats.allow.has(ip)) return;
     threats.bans.violation(threats.keys.key(ip)).then(
       (until) => {
         if (until !== undefined) monitor.record(req, 'banned', 'banned', ip);
@@ -226,6 +228,8 @@ export function security(input: Readonly<SecurityOptions> = {}): SecurityMiddlew
 
   const afterBody = (req: Request, next: NextFunction, ip: string | undefined) => (err?: unknown) => {
     if (err !== undefined) {
+      if ((err as { status?: unknown }).status === 413)
+        monitor.record(req, 'payload_too_large', 'rejected', ip);
       next(err);
       return;
     }
@@ -358,6 +362,13 @@ function readThreats(input: unknown, settings: Settings, logger: Logger): Threat
     throw ConfigError.option('security', 'threats.prefix', '1–64 characters of A–Z a–z 0–9 _ : . -', prefix);
   const redisTarget =
     options.redis === false ? undefined : (options.redis ?? settings.externalServices.redisUrl);
+  if (redisTarget !== undefined && typeof redisTarget !== 'string' && typeof redisTarget !== 'object')
+    throw ConfigError.option(
+      'security',
+      'threats.redis',
+      'a redis:// URL, an ioredis client or false',
+      redisTarget,
+    );
   const bans =
     ban === undefined
       ? undefined

@@ -135,8 +135,10 @@ export function applyPollutionPolicy(
   const cleaned: Record<string, unknown> = { ...query };
   const polluted: Record<string, unknown> = {};
   let changed = false;
-  for (const name of repeated) {
-    if (allowArrays.has(name) || !Object.hasOwn(cleaned, name)) continue;
+  // The parser's keys: `filter` (qs nests brackets) or `filter[status]` (Express 5's simple parser).
+  for (const name of Object.keys(cleaned)) {
+    const base = baseName(name);
+    if (!repeated.has(base) || allowArrays.has(base)) continue;
     const value = cleaned[name];
     const picked = pick(value, policy);
     if (picked !== value) {

@@ -9,7 +9,13 @@ export type SecurityAction = 'blocked' | 'logged' | 'banned' | 'rejected';
 
 /** Why. */
 export type SecurityReason =
-  ThreatCategory | 'deny_list' | 'banned' | 'invalid_input' | 'uri_too_long' | 'headers_too_large';
+  | ThreatCategory
+  | 'deny_list'
+  | 'banned'
+  | 'invalid_input'
+  | 'uri_too_long'
+  | 'headers_too_large'
+  | 'payload_too_large';
 
 /** One decision, as the `onEvent` hook receives it. Never carries the request's content. */
 export interface SecurityEvent {
@@ -56,7 +62,7 @@ export class SecurityMonitor {
     this.#counts.set(counter, (this.#counts.get(counter) ?? 0) + 1);
     const requestId = getRequestId(req);
     let suppressed: number | undefined;
-    if ((reason === 'deny_list' || reason === 'banned') && ip !== undefined) {
+    if ((reason === 'deny_list' || reason === 'banned') && action === 'blocked' && ip !== undefined) {
       const now = Date.now();
       const quiet = this.#quiet.get(ip);
       if (quiet !== undefined && quiet.until > now) {
@@ -74,7 +80,8 @@ export class SecurityMonitor {
       {
         reason,
         action,
-        signature: match?.signature,
+        // `signature` is a redacted key (JWT signatures); the rule's id is not a secret.
+        rule: match?.signature,
         location: match?.location,
         ip,
         method: req.method,

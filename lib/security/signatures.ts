@@ -30,7 +30,6 @@ const sig = (id: string, category: ThreatCategory, pattern: RegExp): Signature =
 const TEXT_SIGNATURES: readonly Signature[] = [
   // Path traversal and sensitive files
   sig('traversal-dot-segment', 'path_traversal', /(?:^|[\\/])\.{2,}(?:[\\/]|$)/),
-  sig('traversal-null-byte', 'path_traversal', /\0/),
   sig(
     'traversal-sensitive-file',
     'path_traversal',
@@ -41,24 +40,20 @@ const TEXT_SIGNATURES: readonly Signature[] = [
   sig(
     'sql-tautology',
     'sql_injection',
-    /(?:^|[\s'"()])(?:or|and|\|\||&&)\s*\(?\s*(?:(['"]?)(\w+)\1\s*(?:=|like)\s*(['"]?)\2(?:\3|\s|$|--|#|\))|(['"])\4\s*=\s*\4)/i,
+    /(?:^|[\s'"()])(?:or|and|\|\||&&)[\s(]*(?:(['"]?)(\w+)\1\s*(?:=|like)\s*(['"]?)\2(?:\3|\s|$|--|#|\))|(['"])\4\s*=\s*\4)/i,
   ),
   sig(
     'sql-quote-boolean',
     'sql_injection',
-    /['"`)]\s*(?:or|and|\|\|)\s*\(?\s*(?:true|false|not\s|\d+\s*[=<>]|['"]\s*[=<>]|select\b|sleep\b|if\s*\(|ascii\s*\(|substr(?:ing)?\s*\(|exists\s*\()/i,
+    /['"`)]\s*(?:or|and|\|\|)[\s(]*(?:true|false|not\s|\d+\s*[=<>]|['"]\s*[=<>]|select\b|sleep\b|if\s*\(|ascii\s*\(|substr(?:ing)?\s*\(|exists\s*\()/i,
   ),
-  sig('sql-comment-after-quote', 'sql_injection', /['"`]\s*\)*\s*(?:--|#|\/\*)[^'"]*$/),
+  sig('sql-comment-after-quote', 'sql_injection', /['"`][\s)]*(?:--|#|\/\*)[^'"]*$/),
   sig(
     'sql-stacked-statement',
     'sql_injection',
     /;\s*(?:drop\s+(?:table|database|schema|user)|delete\s+from|insert\s+into|update\s+\w+\s+set|truncate\s+(?:table\s+)?\w|alter\s+(?:table|user)|create\s+(?:table|user|function)|exec(?:ute)?\s+(?:\w|@)|shutdown\b|declare\s+@|select\s+(?:\*|@@|\w+\s*\(|\w+(?:\s*,\s*\w+)*\s+from\b))/i,
   ),
-  sig(
-    'sql-union-select',
-    'sql_injection',
-    /\bunion(?:\s|\+|\/\*.*?\*\/|\()+(?:all(?:\s|\+|\/\*.*?\*\/)+|distinct(?:\s|\+)+)?\(?select\b/i,
-  ),
+  sig('sql-union-select', 'sql_injection', /\bunion[\s+(]+(?:all[\s+]+|distinct[\s+]+)?\(?select\b/i),
   sig(
     'sql-time-delay',
     'sql_injection',
@@ -84,7 +79,7 @@ const TEXT_SIGNATURES: readonly Signature[] = [
   sig(
     'xss-tag',
     'script_injection',
-    /<\s*\/?\s*(?:script|iframe|frame|frameset|object|embed|applet|meta|base|link|style|svg|math|form|img|image|body|details|video|audio|marquee|isindex|template|xss|input|button|select|textarea|keygen|source|track)\b/i,
+    /<[\s/]*(?:script|iframe|frame|frameset|object|embed|applet|meta|base|link|style|svg|math|form|img|image|body|details|video|audio|marquee|isindex|template|xss|input|button|select|textarea|keygen|source|track)\b/i,
   ),
   sig(
     'xss-event-handler',
@@ -104,7 +99,7 @@ const TEXT_SIGNATURES: readonly Signature[] = [
   sig(
     'template-injection',
     'script_injection',
-    /\{\{[^}]*(?:constructor|__proto__|\bthis\b|\[\s*['"])[^}]*\}\}|\$\{\s*(?:jndi|env|sys|java|lower|upper|date|::-)[:}]/i,
+    /\{\{[^}]{0,200}?(?:constructor|__proto__|\bthis\b|\[\s*['"])|\$\{\s*(?:jndi|env|sys|java|lower|upper|date|::-)[:}]/i,
   ),
   // Command injection: a shell separator followed by a command used to probe.
   sig(
@@ -146,6 +141,17 @@ const SCANNER_AGENT =
 /** Percent-encodings of `.` `/` `\` as overlong UTF-8 (and their double-encoded forms). */
 const OVERLONG = /%(?:25)?(?:c0|c1|e0|f0)%(?:25)?(?:80%(?:25)?)?(?:ae|af|9c|2e|2f|5c|80%(?:25)?ae)/i;
 
+/**
+ * A NUL in a URL cuts a file name short where a C library reads it (`report.pdf%00.php`). In a
+ * JSON string it is only a character (a password may hold one), so bodies are not checked for it.
+ */
+const NULL_BYTE_IN_PATH = {
+  signature: 'traversal-null-byte',
+  category: 'path_traversal',
+  location: 'path',
+} as const;
+const NULL_BYTE_IN_QUERY = { ...NULL_BYTE_IN_PATH, location: 'query' } as const;
+
 /** A match: which signature, where. */
 export interface ThreatMatch {
   readonly signature: string;
@@ -172,13 +178,27 @@ export function decodeText(text: string, plusIsSpace: boolean): string {
   return out;
 }
 
+/**
+ * Inline SQL comments become spaces, except MySQL's versioned comments (`/*!50000UNION*\/`),
+ * whose content MySQL runs. A linear scan: a regex here backtracks on unclosed comments.
+ */
+function withoutComments(text: string): string {
+  let out = '';
+  let from = 0;
+  for (;;) {
+    const start = text.indexOf('/*', from);
+    const end = start === -1 ? -1 : text.indexOf('*/', start + 2);
+    if (end === -1) return out + text.slice(from);
+    const inner = text.slice(start + 2, end);
+    out += `${text.slice(from, start)} ${inner.startsWith('!') ? inner.slice(1).replace(/^\d{5,6}/, '') : ''} `;
+    from = end + 2;
+  }
+}
+
 /** The first text signature `decoded` matches, or undefined. Inline SQL comments count as spaces. */
 export function matchText(decoded: string, location: ThreatLocation): ThreatMatch | undefined {
   if (decoded.length === 0) return undefined;
-  // MySQL runs what sits in a versioned comment (`/*!50000UNION*/`); any other comment is a space.
-  const text = decoded.includes('/*')
-    ? decoded.replace(/\/\*!\d*(.*?)\*\//gs, ' $1 ').replace(/\/\*.*?\*\//gs, ' ')
-    : decoded;
+  const text = decoded.includes('/*') ? withoutComments(decoded) : decoded;
   const list = PLAIN.test(text) ? PLAIN_SIGNATURES : TEXT_SIGNATURES;
   for (const s of list) {
     if (s.pattern.test(text)) return { signature: s.id, category: s.category, location };
@@ -191,6 +211,7 @@ export function matchPath(rawPath: string): ThreatMatch | undefined {
   if (rawPath.includes('%') && OVERLONG.test(rawPath))
     return { signature: 'traversal-overlong-utf8', category: 'path_traversal', location: 'path' };
   const decoded = decodeText(rawPath, false);
+  if (decoded.includes('\0')) return NULL_BYTE_IN_PATH;
   if (PROBE_PATH.test(decoded))
     return { signature: 'scanner-probe-path', category: 'scanner', location: 'path' };
   // Path segments are not free text: only punctuation-bearing segments are worth the regexes.
@@ -213,5 +234,6 @@ export function matchUserAgent(agent: string): ThreatMatch | undefined {
 export function matchQueryText(raw: string): ThreatMatch | undefined {
   if (raw.includes('%') && OVERLONG.test(raw))
     return { signature: 'traversal-overlong-utf8', category: 'path_traversal', location: 'query' };
-  return matchText(decodeText(raw, true), 'query');
+  const decoded = decodeText(raw, true);
+  return decoded.includes('\0') ? NULL_BYTE_IN_QUERY : matchText(decoded, 'query');
 }

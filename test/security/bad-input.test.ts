@@ -69,7 +69,6 @@ describe.each(eachExpress)('%s: bad input', (_name, variant) => {
     ['JSON null', 'null', 400, 'INVALID_JSON'],
     ['JSON true', 'true', 400, 'INVALID_JSON'],
     ['trailing garbage', '{"a":1}x', 400, 'INVALID_JSON'],
-    ['a NUL inside a JSON string', '{"note":"a\\u0000b"}', 403, 'THREAT_DETECTED'],
   ])('%s (%j) → %i %s', async (_what, body, status, code) => {
     const res = await request(app).post('/x').set('Content-Type', 'application/json').send(body);
     expectRefusal(res, status, code);
@@ -79,6 +78,8 @@ describe.each(eachExpress)('%s: bad input', (_name, variant) => {
     ['an empty body', '', {}],
     ['a byte-order mark', '\uFEFF{"a":1}', { a: 1 }],
     ['a lone surrogate escape', '{"a":"\\ud800"}', { a: '\ud800' }],
+    // A NUL truncates file names in URLs; in a JSON string it is a character (a password may hold one).
+    ['a NUL inside a JSON string', '{"note":"a\\u0000b"}', { note: 'a\u0000b' }],
   ])('%s with a JSON content type is parsed', async (_what, body, parsed) => {
     const res = await request(app).post('/x').set('Content-Type', 'application/json').send(body);
     expect(res.status).toBe(200);

@@ -108,6 +108,7 @@ const OWN_FIELDS = [
   'method',
   'category',
   'security_event',
+  'rule',
   'severity',
 ];
 
@@ -186,13 +187,13 @@ describe.each(eachExpress)('%s: monitor mode over the attack probes', (_name, va
   });
 
   // The signature id is what an operator searches the logs for ("which rule fired?").
-  it('names the signature that matched in the log line, as onEvent gets it', () => {
+  it('names the signature that matched in the log line (as `rule`), as onEvent gets it', () => {
     const sample = observed[0]!;
     expect(sample.events[0]?.signature).toMatch(/^[a-z0-9-]+$/);
     const wrong = new Set(
       observed
-        .filter((o) => o.lines[0]?.signature !== o.events[0]?.signature)
-        .map((o) => `${String(o.events[0]?.signature)} logged as ${String(o.lines[0]?.signature)}`),
+        .filter((o) => o.lines[0]?.rule !== o.events[0]?.signature)
+        .map((o) => `${String(o.events[0]?.signature)} logged as ${String(o.lines[0]?.rule)}`),
     );
     expect([...wrong]).toEqual([]);
   });
