@@ -1,3 +1,4 @@
+import type { Request } from 'express';
 import { ipKeyGenerator } from 'express-rate-limit';
 import { BlockList, isIP } from 'node:net';
 import { ConfigError } from '../errors/index.js';
@@ -86,4 +87,25 @@ export function readIpv6Subnet(factory: string, value: unknown): number | undefi
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 32 || value > 64)
     throw ConfigError.option(factory, 'ipv6Subnet', 'an integer from 32 to 64', value);
   return value;
+}
+
+/**
+ * Express's `trust proxy` decides `req.ip`, which limits, lists and bans start from. Judged on a
+ * request: undefined (not yet: no X-Forwarded-For seen), null (fine), or the warning to log once.
+ * `true` lets any client choose its address with X-Forwarded-For; off behind a proxy makes every
+ * client the proxy.
+ */
+export function trustProxyProblem(
+  req: Request,
+  who: string,
+  whenTrue: string,
+  whenOff: string,
+): string | null | undefined {
+  const setting: unknown = req.app.get('trust proxy');
+  if (setting === true)
+    return `${who}: 'trust proxy' is true, so any client can choose its address with X-Forwarded-For and ${whenTrue}; set it to your proxy's address, CIDR or hop count`;
+  if (req.headers['x-forwarded-for'] === undefined) return undefined;
+  if (setting === false || setting === undefined || setting === 0)
+    return `${who}: requests carry X-Forwarded-For but 'trust proxy' is off, so every client behind the proxy ${whenOff}; set 'trust proxy' to your proxy's address, CIDR or hop count`;
+  return null;
 }

@@ -6,7 +6,7 @@ import { loadSettings } from '../config/index.js';
 import { ConfigError, RateLimitError, readOptions } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
 import { createLogger } from '../logging/index.js';
-import { ClientKeys, readIpv6Subnet } from '../net/ip.js';
+import { ClientKeys, readIpv6Subnet, trustProxyProblem } from '../net/ip.js';
 import type { Cluster, Redis, RedisClient, RedisConnection } from '../redis/index.js';
 import { connectRedis } from '../redis/index.js';
 import type { KeyBy } from './keys.js';
@@ -166,6 +166,13 @@ export function rateLimit(input: Readonly<RateLimitOptions> = {}): RateLimiter {
     );
   const store = new LimiterStore(name, connection, `${prefix}${name}:`, failMode, logger);
 
+  let proxyCheck: ((req: Request) => void) | undefined = (req: Request) => {
+    const verdict = trustProxyProblem(req, 'rate limiter', 'escape its limit', "shares the proxy's budget");
+    if (verdict === undefined) return;
+    proxyCheck = undefined;
+    if (verdict !== null) logger.warn(verdict, { limiter: name });
+  };
+
   let limited = 0;
   const erlOptions: Partial<ExpressRateLimitOptions> = {
     windowMs,
@@ -174,13 +181,12 @@ export function rateLimit(input: Readonly<RateLimitOptions> = {}): RateLimiter {
     legacyHeaders: false,
     identifier: name,
     store,
-    keyGenerator:
-      cost === undefined
-        ? baseKey
-        : (req: Request) => {
-            const units = cost(req);
-            return units === 1 ? baseKey(req) : `${baseKey(req)}${COST_SEPARATOR}${String(units)}`;
-          },
+    keyGenerator: (req: Request) => {
+      if (proxyCheck !== undefined) proxyCheck(req);
+      if (cost === undefined) return baseKey(req);
+      const units = cost(req);
+      return units === 1 ? baseKey(req) : `${baseKey(req)}${COST_SEPARATOR}${String(units)}`;
+    },
     skip: skipFunction(options.skip, cost),
     skipSuccessfulRequests: options.skipSuccessfulRequests === true,
     skipFailedRequests: options.skipFailedRequests === true,

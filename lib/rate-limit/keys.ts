@@ -32,7 +32,7 @@ export function keyFunction(
     case 'user':
       return (req) => {
         const id = req.user?.id;
-        return typeof id === 'string' && id !== '' ? `user:${id}` : ip(req);
+        return typeof id === 'string' && id !== '' ? `user:${id.replaceAll(COST_SEPARATOR, '')}` : ip(req);
       };
     case 'ip+username':
       return (req) => `${ip(req)}|name:${usernameDigest(req.body, usernameFields)}`;
@@ -55,16 +55,20 @@ export function keyFunction(
 
 /**
  * The username a login body carries, normalised (NFKC, trimmed, lower case) and hashed: usernames
- * are often e-mail addresses, which must not sit in Redis keys or headers. `-` when absent.
+ * are often e-mail addresses, which must not sit in Redis keys or headers. `-` (the address alone)
+ * when none is present, when it is not a string — or when more than one of the fields is: the
+ * login handler reads one of them, and a decoy in the other must not buy a fresh budget.
  */
 function usernameDigest(body: unknown, fields: readonly string[]): string {
   if (typeof body !== 'object' || body === null) return '-';
+  let found: string | undefined;
   for (const field of fields) {
+    if (!Object.hasOwn(body, field)) continue;
     const value = (body as Record<string, unknown>)[field];
-    if (typeof value === 'string' && value.trim() !== '') {
-      const normalised = value.normalize('NFKC').trim().toLowerCase().slice(0, 512);
-      return createHash('sha256').update(normalised).digest('base64url').slice(0, 22);
-    }
+    if (found !== undefined || typeof value !== 'string' || value.trim() === '') return '-';
+    found = value;
   }
-  return '-';
+  if (found === undefined) return '-';
+  const normalised = found.normalize('NFKC').trim().toLowerCase().slice(0, 512);
+  return createHash('sha256').update(normalised).digest('base64url').slice(0, 22);
 }

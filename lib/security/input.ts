@@ -42,7 +42,7 @@ const invalid = (message: string, details?: Record<string, unknown>) =>
 
 /** URL length and header limits; an AppError (414/431) or undefined. */
 export function checkLimits(req: Request, limits: ResolvedLimits): AppError | undefined {
-  if (req.url.length > limits.urlLength)
+  if (req.originalUrl.length > limits.urlLength)
     return new AppError('Request URL is too long', { status: 414, code: 'URI_TOO_LONG', expose: true });
   const raw = req.rawHeaders;
   if (raw.length > limits.headerCount * 2)
@@ -62,7 +62,10 @@ export function checkLimits(req: Request, limits: ResolvedLimits): AppError | un
 export interface QueryFindings {
   readonly error?: AppError;
   readonly threat?: ThreatMatch;
-  /** Parameter names sent more than once (only when there are any). */
+  /**
+   * Parameter names sent more than once; present (maybe empty) also when a name has brackets, so
+   * that an array sent once (`role[]=admin`) is reduced too.
+   */
   readonly repeated?: ReadonlySet<string>;
 }
 
@@ -77,6 +80,7 @@ const NOTHING: QueryFindings = {};
 export function inspectQuery(query: string, maxParameters: number, scan: boolean): QueryFindings {
   if (query.length === 0) return NOTHING;
   let seen: Set<string> | undefined;
+  let arrays = false;
   let repeated: Set<string> | undefined;
   let threat: ThreatMatch | undefined;
   let count = 0;
@@ -86,12 +90,17 @@ export function inspectQuery(query: string, maxParameters: number, scan: boolean
     if (end === -1) end = query.length;
     if (end > start) {
       if (++count > maxParameters) return { error: invalid('Too many query parameters') };
-      const eq = query.indexOf('=', start);
+      // Split where qs does: at `]=` when a bracket closes right before an `=` (`a[x=y][b]=1` is
+      // the name `a[x=y][b]` to qs), else at the first `=`.
+      const bracketEq = query.indexOf(']=', start);
+      const eq = bracketEq !== -1 && bracketEq < end ? bracketEq + 1 : query.indexOf('=', start);
       const hasValue = eq !== -1 && eq < end;
       const rawName = query.slice(start, hasValue ? eq : end);
       const name = rawName.includes('%') || rawName.includes('+') ? decodeName(rawName) : rawName;
       if (POLLUTING_KEY.test(name)) return { error: invalid('Query parameter name is not allowed') };
       const base = baseName(name);
+      // `role[]=admin` is an array even when sent once.
+      if (!arrays && name.includes('[')) arrays = true;
       seen ??= new Set();
       if (seen.has(base)) (repeated ??= new Set()).add(base);
       else seen.add(base);
@@ -101,6 +110,7 @@ export function inspectQuery(query: string, maxParameters: number, scan: boolean
     }
     start = end + 1;
   }
+  if (arrays && repeated === undefined) repeated = new Set();
   return threat === undefined && repeated === undefined ? NOTHING : { threat, repeated };
 }
 
@@ -138,8 +148,11 @@ export function applyPollutionPolicy(
   // The parser's keys: `filter` (qs nests brackets) or `filter[status]` (Express 5's simple parser).
   for (const name of Object.keys(cleaned)) {
     const base = baseName(name);
-    if (!repeated.has(base) || allowArrays.has(base)) continue;
+    if (allowArrays.has(base)) continue;
     const value = cleaned[name];
+    // Arrays anywhere (a repeated name, `a[]`, `a[b]` repeated), and objects of a repeated name.
+    if (!repeated.has(base) && !Array.isArray(value) && (typeof value !== 'object' || value === null))
+      continue;
     const picked = pick(value, policy);
     if (picked !== value) {
       polluted[name] = value;

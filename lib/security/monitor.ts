@@ -93,6 +93,11 @@ export class SecurityMonitor {
     this.#emit({ reason, action, signature: match?.signature, location: match?.location, requestId, ip });
   }
 
+  /** A configuration warning (logged once by the caller). */
+  warn(message: string): void {
+    this.#logger.warn(message, { category: 'security' });
+  }
+
   counters(): SecurityCounters {
     return Object.fromEntries(this.#counts);
   }

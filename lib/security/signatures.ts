@@ -62,7 +62,7 @@ const TEXT_SIGNATURES: readonly Signature[] = [
   sig(
     'sql-function-probe',
     'sql_injection',
-    /\b(?:extractvalue|updatexml|load_file|utl_inaddr\.get_host_address|xp_cmdshell|sp_executesql)\s*\(|\binto\s+(?:out|dump)file\b|\bchar\s*\(\s*\d+\s*(?:,\s*\d+\s*)+\)|\bconcat(?:_ws)?\s*\([^)]*\bselect\b|@@version\b/i,
+    /\b(?:extractvalue|updatexml|load_file|utl_inaddr\.get_host_address|xp_cmdshell|sp_executesql)\s*\(|\binto\s+(?:out|dump)file\b|\bchar\s*\(\s*\d+\s*(?:,\s*\d+\s*)+\)|\bconcat(?:_ws)?\s*\([^)]{0,256}\bselect\b|@@version\b/i,
   ),
   sig(
     'sql-catalogue',
@@ -105,12 +105,12 @@ const TEXT_SIGNATURES: readonly Signature[] = [
   sig(
     'cmd-chained-command',
     'command_injection',
-    /(?:[;|`\n]|&&|\$\()\s*(?:(?:cat|more|less|head|tail|type)\s+[/\\~]|(?:id|whoami|uname|ifconfig|ipconfig|hostname|pwd|ls|dir|env|printenv|netstat|ps)\b\s*(?:-\w+\s*)*(?:$|[;|&`)#]|\s*\n)|(?:wget|curl|nc|ncat|netcat|ping|nslookup|dig|bash|sh|zsh|powershell|cmd(?:\.exe)?|python\d?|perl|php|ruby|telnet|rm|chmod|chown|sleep)\s+(?:-\w|https?:|\/|\\|\d|'|")|(?:bash|sh)\s*$)/i,
+    /(?:[;|`\n]|&&|\$\()[ \t]{0,16}(?:(?:cat|more|less|head|tail|type)[ \t]+[/\\~]|(?:id|whoami|uname|ifconfig|ipconfig|hostname|pwd|ls|dir|env|printenv|netstat|ps)\b(?:[ \t]+-\w+)*[ \t]*(?:$|[;|&`)#\n])|(?:wget|curl|nc|ncat|netcat|ping|nslookup|dig|bash|sh|zsh|powershell|cmd(?:\.exe)?|python\d?|perl|php|ruby|telnet|rm|chmod|chown|sleep)[ \t]+(?:-\w|https?:|\/|\\|\d|'|")|(?:bash|sh)[ \t]*$)/i,
   ),
   sig(
     'cmd-substitution',
     'command_injection',
-    /\$\(\s*[a-z][\w.-]*(?:\s[^)]*)?\)|`\s*(?:id|whoami|uname|cat|ls|wget|curl|nc|sleep|ping)\b[^`]*`/i,
+    /\$\([ \t]{0,16}[a-z][\w.-]{0,64}(?:\s[^)]{0,256})?\)|`[ \t]{0,16}(?:id|whoami|uname|cat|ls|wget|curl|nc|sleep|ping)\b[^`]{0,256}`/i,
   ),
 ];
 

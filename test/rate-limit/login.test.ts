@@ -166,3 +166,22 @@ describe.each(eachExpress)('%s', (_label, variant) => {
     expect(await attempts(app, { username: 'grace' }, 1)).toEqual([429]);
   });
 });
+
+describe.each(eachExpress)('%s: a decoy field', (_name, variant) => {
+  test('a decoy username next to the email the handler reads buys no fresh budget', async () => {
+    const app = variant.express();
+    app.use(variant.express.json());
+    const limiter = core.loginRateLimit({ redis: false, settings: core.loadSettings({ NODE_ENV: 'test' }) });
+    app.post('/login', limiter, (_req, res) => res.status(401).json({ ok: false }));
+    app.use(core.errors({ settings: core.loadSettings({ NODE_ENV: 'test' }) }));
+    const statuses: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const res = await request(app)
+        .post('/login')
+        .send({ email: 'victim@clinic.example', username: `decoy-${String(i)}`, password: 'guess' });
+      statuses.push(res.status);
+    }
+    expect(statuses).toEqual([401, 401, 401, 401, 401, 429, 429, 429]);
+    await limiter.close();
+  });
+});
