@@ -71,8 +71,9 @@ export interface HealthServiceOptions {
   bodyLimit?: string | number;
   /**
    * The security layer, the API rate limit and the login limit. Default: created here from
-   * `settings` (Redis when `REDIS_URL` is set). Pass your own to configure or close them —
-   * `server.ts` does, since with Redis they hold connections. See {@link createProtection}.
+   * `settings`, counting in memory — an app cannot close what it opens, so it opens no Redis
+   * connection. Pass your own to share them through Redis (`REDIS_URL`) and close them on
+   * shutdown, as `server.ts` does. See {@link createProtection}.
    */
   protection?: Protection;
 }
@@ -88,20 +89,27 @@ export interface Protection {
 export function createProtection(
   settings: Settings,
   makeLogger: (name: string) => Logger,
-  options: { bodyLimit?: string | number; loginRateLimit?: RateLimitOptions } = {},
+  options: {
+    bodyLimit?: string | number;
+    loginRateLimit?: RateLimitOptions;
+    /** `false`: count in memory even when `REDIS_URL` is set (nothing to close). Default: `REDIS_URL`. */
+    redis?: false;
+  } = {},
 ): Protection {
   const logger = makeLogger('security');
+  const redis = options.redis;
   return {
     security: security({
       settings,
       logger,
+      threats: { redis },
       limits: { bodySize: options.bodyLimit ?? '100kb' },
       // List queries are validated field by field (a repeated scalar is a 400 naming the field),
       // so repeated parameters reach parseListQuery as they were sent.
       parameterPollution: false,
     }),
-    rateLimit: rateLimit({ settings, logger }),
-    loginRateLimit: loginRateLimit({ settings, logger, ...options.loginRateLimit }),
+    rateLimit: rateLimit({ settings, logger, redis }),
+    loginRateLimit: loginRateLimit({ settings, logger, redis, ...options.loginRateLimit }),
   };
 }
 
@@ -141,7 +149,8 @@ export function createApp(options: Readonly<HealthServiceOptions>): Express {
   });
 
   const protection =
-    options.protection ?? createProtection(settings, makeLogger, { bodyLimit: options.bodyLimit });
+    options.protection ??
+    createProtection(settings, makeLogger, { bodyLimit: options.bodyLimit, redis: false });
 
   const app = express();
   app.disable('x-powered-by');
