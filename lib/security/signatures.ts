@@ -18,10 +18,37 @@ export interface Signature {
   /** Stable id, logged and counted (never the matched text: it may carry PHI). */
   readonly id: string;
   readonly category: ThreatCategory;
-  readonly pattern: RegExp;
+  /** A RegExp, or any `test` that runs in linear time. */
+  readonly pattern: { test(text: string): boolean };
 }
 
-const sig = (id: string, category: ThreatCategory, pattern: RegExp): Signature => ({ id, category, pattern });
+const sig = (id: string, category: ThreatCategory, pattern: Signature['pattern']): Signature => ({
+  id,
+  category,
+  pattern,
+});
+
+const TEMPLATE_KEYWORD = /constructor|__proto__|\bthis\b|\[\s*['"]/gi;
+const LOOKUP = /\$\{\s*(?:jndi|env|sys|java|lower|upper|date|::-)[:}]/i;
+
+/**
+ * `{{ … constructor … }}`-style template injection and `${jndi:…}` lookups. A regex for "`{{`
+ * followed within 200 characters by a keyword" backtracks from every `{{`; this looks for the
+ * (rare) keywords first and then back for an open `{{`, so it stays linear.
+ */
+const TEMPLATE = {
+  test(text: string): boolean {
+    if (text.includes('${') && LOOKUP.test(text)) return true;
+    if (!text.includes('{{')) return false;
+    TEMPLATE_KEYWORD.lastIndex = 0;
+    for (let m = TEMPLATE_KEYWORD.exec(text); m !== null; m = TEMPLATE_KEYWORD.exec(text)) {
+      const before = text.slice(Math.max(0, m.index - 200), m.index);
+      const open = before.lastIndexOf('{{');
+      if (open !== -1 && !before.includes('}', open)) return true;
+    }
+    return false;
+  },
+};
 
 /**
  * Checked against decoded text. Most values in real traffic are words, numbers, dates and ids;
@@ -96,11 +123,7 @@ const TEXT_SIGNATURES: readonly Signature[] = [
     'script_injection',
     /\bdocument\s*\.\s*(?:cookie|domain|write|location)\b|\bstring\s*\.\s*fromcharcode\s*\(|(?:^|[^\w.-])eval\s*\(|\balert\s*\(\s*(?:\d|['"`]|document)|\bconstructor\s*\.\s*constructor\s*\(/i,
   ),
-  sig(
-    'template-injection',
-    'script_injection',
-    /\{\{[^}]{0,200}?(?:constructor|__proto__|\bthis\b|\[\s*['"])|\$\{\s*(?:jndi|env|sys|java|lower|upper|date|::-)[:}]/i,
-  ),
+  sig('template-injection', 'script_injection', TEMPLATE),
   // Command injection: a shell separator followed by a command used to probe.
   sig(
     'cmd-chained-command',
