@@ -20,5 +20,5 @@ export {
 } from './app-error.js';
 export type { ErrorFormat, ErrorPayload, RenderedError } from './formats.js';
 export { renderError, toEnvelope, toProblem, toOperationOutcome } from './formats.js';
-export { readOptions } from './options.js';
+export { readOptions, positiveInteger } from './options.js';
 export { toAppError, columnOf, driverMessage } from './map-error.js';

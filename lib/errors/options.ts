@@ -51,3 +51,10 @@ export function readOptions<T extends object>(
   }
   return out as Partial<T>;
 }
+
+/** A positive integer option, or a ConfigError naming the factory and option. */
+export function positiveInteger(factory: string, option: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0)
+    throw ConfigError.option(factory, option, 'a positive integer', value);
+  return value;
+}

@@ -3,7 +3,7 @@ import { rateLimit as expressRateLimit } from 'express-rate-limit';
 import type { Options as ExpressRateLimitOptions } from 'express-rate-limit';
 import type { Settings } from '../config/index.js';
 import { loadSettings } from '../config/index.js';
-import { ConfigError, RateLimitError, readOptions } from '../errors/index.js';
+import { ConfigError, positiveInteger, RateLimitError, readOptions } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
 import { createLogger } from '../logging/index.js';
 import { ClientKeys, readIpv6Subnet, trustProxyProblem } from '../net/ip.js';
@@ -139,7 +139,11 @@ export function rateLimit(input: Readonly<RateLimitOptions> = {}): RateLimiter {
   const settings = options.settings ?? loadSettings(process.env);
   const logger = options.logger ?? createLogger('rate-limit', { settings });
   const name = readName(options.name ?? 'api');
-  const windowMs = positiveInteger('windowMs', options.windowMs ?? settings.rateLimitWindow * 1000);
+  const windowMs = positiveInteger(
+    'rateLimit',
+    'windowMs',
+    options.windowMs ?? settings.rateLimitWindow * 1000,
+  );
   const keyBy = options.keyBy ?? 'auto';
   const failMode = readFailMode(options.failMode ?? (keyBy === 'ip+username' ? 'closed' : 'open'));
   const limit = readLimit(options.limit ?? settings.rateLimitRequests, options.tiers);
@@ -247,12 +251,6 @@ function describe(err: unknown): string {
   return err instanceof Error ? ((err as { code?: string }).code ?? err.message) : String(err);
 }
 
-function positiveInteger(option: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0)
-    throw ConfigError.option('rateLimit', option, 'a positive integer', value);
-  return value;
-}
-
 function readName(value: unknown): string {
   if (typeof value !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(value))
     throw ConfigError.option('rateLimit', 'name', '1–64 characters of A–Z a–z 0–9 . _ -', value);
@@ -289,12 +287,15 @@ function readLimit(
   tiers: Readonly<Record<string, number>> | undefined,
 ): number | ((req: Request) => number | Promise<number>) {
   const base =
-    typeof limit === 'function' ? (limit as (req: Request) => number) : positiveInteger('limit', limit);
+    typeof limit === 'function'
+      ? (limit as (req: Request) => number)
+      : positiveInteger('rateLimit', 'limit', limit);
   if (tiers === undefined) return base;
   if (typeof tiers !== 'object' || Array.isArray(tiers) || (tiers as unknown) === null)
     throw ConfigError.option('rateLimit', 'tiers', 'an object of role → limit', tiers);
   const table = new Map<string, number>();
-  for (const [role, value] of Object.entries(tiers)) table.set(role, positiveInteger(`tiers.${role}`, value));
+  for (const [role, value] of Object.entries(tiers))
+    table.set(role, positiveInteger('rateLimit', `tiers.${role}`, value));
   return (req: Request) => {
     let best: number | undefined;
     for (const role of req.user?.roles ?? []) {

@@ -96,9 +96,7 @@ export class LimiterStore implements Store {
   }
 
   async increment(key: string): Promise<IncrementResponse> {
-    const sep = key.indexOf(COST_SEPARATOR);
-    const cost = sep === -1 ? 1 : Number(key.slice(sep + 1));
-    const id = sep === -1 ? key : key.slice(0, sep);
+    const [id, cost] = splitCost(key);
     if (this.#redis === undefined)
       return cost === 1 ? this.#memory.increment(id) : incrementBy(this.#memory, id, cost);
     const redis =
@@ -120,9 +118,7 @@ export class LimiterStore implements Store {
   }
 
   async decrement(key: string): Promise<void> {
-    const sep = key.indexOf(COST_SEPARATOR);
-    const cost = sep === -1 ? 1 : Number(key.slice(sep + 1));
-    const id = sep === -1 ? key : key.slice(0, sep);
+    const [id, cost] = splitCost(key);
     const redis = await this.#whenConnected();
     for (let i = 0; i < cost; i++) {
       if (redis === undefined) await this.#memory.decrement(id);
@@ -131,14 +127,14 @@ export class LimiterStore implements Store {
   }
 
   async resetKey(key: string): Promise<void> {
-    const id = withoutCost(key);
+    const [id] = splitCost(key);
     await this.#memory.resetKey(id);
     const redis = await this.#whenConnected();
     if (redis !== undefined) await this.#guard(redis.resetKey(id));
   }
 
   async get(key: string): Promise<ClientRateLimitInfo | undefined> {
-    const id = withoutCost(key);
+    const [id] = splitCost(key);
     const redis = await this.#whenConnected();
     return redis === undefined ? this.#memory.get(id) : this.#guard(redis.get(id));
   }
@@ -220,10 +216,10 @@ export class LimiterStore implements Store {
   }
 }
 
-/** `req.rateLimit.key` of a costed request carries its cost; the counter's key does not. */
-function withoutCost(key: string): string {
+/** A key and the cost appended to it (`req.rateLimit.key` of a costed request carries it); 1 when none. */
+function splitCost(key: string): [id: string, cost: number] {
   const sep = key.indexOf(COST_SEPARATOR);
-  return sep === -1 ? key : key.slice(0, sep);
+  return sep === -1 ? [key, 1] : [key.slice(0, sep), Number(key.slice(sep + 1))];
 }
 
 /** A request that costs `cost` units: `cost` increments, the highest count is the answer. */

@@ -1,5 +1,5 @@
 import type { Settings } from '../config/index.js';
-import { ConfigError, readOptions } from '../errors/index.js';
+import { ConfigError, positiveInteger, readOptions } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
 import { ClientKeys, IpList, readIpv6Subnet } from '../net/ip.js';
 import { connectRedis } from '../redis/index.js';
@@ -104,9 +104,9 @@ function readBan(input: unknown) {
     ['threshold', 'windowMs', 'durationMs'],
   );
   return {
-    threshold: positiveInteger('threats.ban.threshold', ban.threshold ?? 10),
-    windowMs: positiveInteger('threats.ban.windowMs', ban.windowMs ?? 60_000),
-    durationMs: positiveInteger('threats.ban.durationMs', ban.durationMs ?? 900_000),
+    threshold: positiveInteger('security', 'threats.ban.threshold', ban.threshold ?? 10),
+    windowMs: positiveInteger('security', 'threats.ban.windowMs', ban.windowMs ?? 60_000),
+    durationMs: positiveInteger('security', 'threats.ban.durationMs', ban.durationMs ?? 900_000),
   };
 }
 
@@ -119,22 +119,25 @@ export function readLimits(input: unknown): ResolvedLimits {
   )
     throw ConfigError.option('security', 'limits.bodySize', "a byte count or a size such as '1mb'", bodySize);
   return {
-    urlLength: positiveInteger('limits.urlLength', limits.urlLength ?? DEFAULT_LIMITS.urlLength),
-    headerCount: positiveInteger('limits.headerCount', limits.headerCount ?? DEFAULT_LIMITS.headerCount),
-    headerLength: positiveInteger('limits.headerLength', limits.headerLength ?? DEFAULT_LIMITS.headerLength),
+    urlLength: positiveInteger('security', 'limits.urlLength', limits.urlLength ?? DEFAULT_LIMITS.urlLength),
+    headerCount: positiveInteger(
+      'security',
+      'limits.headerCount',
+      limits.headerCount ?? DEFAULT_LIMITS.headerCount,
+    ),
+    headerLength: positiveInteger(
+      'security',
+      'limits.headerLength',
+      limits.headerLength ?? DEFAULT_LIMITS.headerLength,
+    ),
     queryParameters: positiveInteger(
+      'security',
       'limits.queryParameters',
       limits.queryParameters ?? DEFAULT_LIMITS.queryParameters,
     ),
     bodySize,
-    jsonDepth: positiveInteger('limits.jsonDepth', limits.jsonDepth ?? DEFAULT_LIMITS.jsonDepth),
+    jsonDepth: positiveInteger('security', 'limits.jsonDepth', limits.jsonDepth ?? DEFAULT_LIMITS.jsonDepth),
   };
-}
-
-function positiveInteger(option: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0)
-    throw ConfigError.option('security', option, 'a positive integer', value);
-  return value;
 }
 
 export function readPollution(value: unknown): ParameterPollution {
