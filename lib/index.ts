@@ -45,6 +45,23 @@ export {
   logError,
   logSecurityEvent,
 } from './logging/index.js';
+export type {
+  MetricsOptions,
+  MetricsMiddlewareOptions,
+  MetricsEndpointOptions,
+  PulledFamily,
+  Reader,
+  Emit,
+} from './metrics/index.js';
+export {
+  Metrics,
+  createMetrics,
+  getMetrics,
+  metrics,
+  metricsEndpoint,
+  DURATION_BUCKETS,
+  SIZE_BUCKETS,
+} from './metrics/index.js';
 export type { ErrorsOptions } from './error-handler/index.js';
 export { errors, notFound, asyncHandler } from './error-handler/index.js';
 export type { Database, DatabaseOptions, PoolStats, HealthStatus, Dialect } from './database/index.js';

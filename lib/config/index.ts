@@ -54,6 +54,10 @@ export interface MonitoringSettings {
   readonly errorLogFile: string | undefined;
   readonly enableMetrics: boolean;
   readonly enableTracing: boolean;
+  /** Bearer token `metricsEndpoint()` asks scrapers for (METRICS_TOKEN); undefined: none. */
+  readonly metricsToken: string | undefined;
+  /** Addresses and CIDR ranges allowed to scrape (METRICS_ALLOW_IPS); empty: any. */
+  readonly metricsAllowIps: readonly string[];
 }
 export interface SecuritySettings {
   readonly corsOrigins: readonly string[];

@@ -341,5 +341,19 @@ export const VARIABLES: readonly VariableSpec[] = [
   { env: 'LOG_ERROR_FILE', path: 'monitoring.errorLogFile', schema: optionalStr(), expected: 'a file path' },
   { env: 'ENABLE_METRICS', path: 'monitoring.enableMetrics', schema: bool(true), expected: 'true or false' },
   { env: 'ENABLE_TRACING', path: 'monitoring.enableTracing', schema: bool(false), expected: 'true or false' },
+  {
+    env: 'METRICS_TOKEN',
+    path: 'monitoring.metricsToken',
+    schema: optionalStr(),
+    expected: 'a bearer token for the metrics endpoint',
+    secret: true,
+    fileVariant: true,
+  },
+  {
+    env: 'METRICS_ALLOW_IPS',
+    path: 'monitoring.metricsAllowIps',
+    schema: list([]),
+    expected: 'a comma-separated list of IP addresses or CIDR ranges',
+  },
   { env: 'APP_DEBUG', path: 'development.debug', schema: bool(false), expected: 'true or false' },
 ];

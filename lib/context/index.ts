@@ -2,12 +2,16 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { performance } from 'node:perf_hooks';
 import { ConfigError, readOptions } from '../errors/index.js';
 import { createIdSource, parseTraceparent } from './ids.js';
-import { CONTEXT_KEY, Context, ROUTE_DESCRIPTOR, storage } from './store.js';
+import { IncomingMessage } from 'node:http';
+import { activeSpan } from './otel.js';
+import { BASE_URL_DESCRIPTOR, CONTEXT_KEY, Context, ROUTE_DESCRIPTOR, storage } from './store.js';
 import type { RequestContext } from './store.js';
 
 export type { RequestContext } from './store.js';
 export { getContext, getRequestId, setUser, runWithContext, bindContext } from './store.js';
 export { parseTraceparent } from './ids.js';
+export { activeSpan, SPAN_STATUS_ERROR } from './otel.js';
+export type { OtelSpan } from './otel.js';
 export type { TraceParent } from './ids.js';
 
 export interface RequestContextOptions {
@@ -75,8 +79,6 @@ export function requestContext(input: Readonly<RequestContextOptions> = {}): Req
   const setHeader = options.setResponseHeader ?? true;
   const trustTraceparent = options.trustTraceparent ?? true;
   const als = storage();
-  // Request prototypes (one per Express app) that already carry the `route` accessor.
-  const patched = new WeakSet<object>();
 
   return function requestContextMiddleware(req: Request, res: Response, next: NextFunction): void {
     const incoming = trustIncoming ? req.headers[header] : undefined;
@@ -85,28 +87,73 @@ export function requestContext(input: Readonly<RequestContextOptions> = {}): Req
     const parent = trustTraceparent
       ? parseTraceparent(typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined)
       : undefined;
-    const ctx = new Context(
-      req,
-      requestId,
-      ownIds && !accepted,
-      parent === undefined ? ids.traceId() : parent.traceId,
-      ids.spanId(),
-      parent?.parentId,
-      parent === undefined ? '01' : parent.flags,
-      Date.now(),
-      performance.now(),
-    );
+    // With an OpenTelemetry SDK, its server span is the request's span: logs, exemplars and
+    // outgoing `traceparent` then name the trace the SDK exports.
+    const span = activeSpan()?.spanContext();
+    const ctx =
+      span === undefined
+        ? new Context(
+            req,
+            requestId,
+            ownIds && !accepted,
+            parent === undefined ? ids.traceId() : parent.traceId,
+            ids.spanId(),
+            parent?.parentId,
+            parent === undefined ? '01' : parent.flags,
+            Date.now(),
+            performance.now(),
+          )
+        : new Context(
+            req,
+            requestId,
+            ownIds && !accepted,
+            span.traceId,
+            span.spanId,
+            parent?.parentId,
+            (span.traceFlags & 1) === 1 ? '01' : '00',
+            Date.now(),
+            performance.now(),
+          );
     (req as unknown as Record<symbol, RequestContext>)[CONTEXT_KEY] = ctx;
-    const proto = Object.getPrototypeOf(req) as object | null;
-    if (proto !== null && !patched.has(proto)) {
-      // Once per app, not per request: Express's assignment `req.route = route` reaches the setter.
-      if (Object.getOwnPropertyDescriptor(proto, 'route') === undefined)
-        Object.defineProperty(proto, 'route', ROUTE_DESCRIPTOR);
-      patched.add(proto);
-    }
+    patchRequestPrototype(req);
     if (setHeader) res.setHeader(header, requestId);
     als.run(ctx, next);
   };
+}
+
+const patched = new WeakSet<object>();
+
+/**
+ * Install the `route` and `baseUrl` accessors (see store.ts) once per request prototype: on
+ * Express's shared request object — the prototype of every app's and sub-app's `app.request` —
+ * so routes matched inside mounted sub-apps are seen too; they behave as plain properties for
+ * requests without a context.
+ */
+function patchRequestPrototype(req: object): void {
+  let proto = Object.getPrototypeOf(req) as object | null;
+  if (proto === null || patched.has(proto)) return;
+  const first = proto;
+  for (let p: object | null = proto; p !== null; p = Object.getPrototypeOf(p) as object | null) {
+    if (Object.getPrototypeOf(p) === IncomingMessage.prototype) {
+      proto = p;
+      break;
+    }
+  }
+  if (!patched.has(proto)) {
+    if (Object.getOwnPropertyDescriptor(proto, 'route') === undefined)
+      Object.defineProperty(proto, 'route', ROUTE_DESCRIPTOR);
+    if (Object.getOwnPropertyDescriptor(proto, 'baseUrl') === undefined)
+      Object.defineProperty(proto, 'baseUrl', BASE_URL_DESCRIPTOR);
+    patched.add(proto);
+  }
+  // The router assigned this request's `baseUrl` before the accessor existed: move it behind it.
+  if (Object.hasOwn(req, 'baseUrl')) {
+    const holder = req as { baseUrl?: string };
+    const value = holder.baseUrl;
+    delete holder.baseUrl;
+    holder.baseUrl = value;
+  }
+  patched.add(first);
 }
 
 /** A context for work outside HTTP (jobs, consumers, tests), for `runWithContext`. */

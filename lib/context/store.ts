@@ -45,8 +45,12 @@ export class Context implements RequestContext {
   roles: readonly string[] | undefined = undefined;
   /** @internal Set through the `req.route` accessor. */
   matchedRoute: { path?: unknown } | undefined = undefined;
-  /** @internal `req.baseUrl` when the route matched. */
+  /** @internal The mount path, as a template, when the route matched. */
   mountPath = '';
+  /** @internal Routers entered so far: [actual baseUrl, its template, …] (see `noteMount`). */
+  mounts: string[] | undefined = undefined;
+  /** @internal The route label cached by `routeLabel()`. */
+  routeText: string | undefined = undefined;
   #ip: string | undefined | null = null;
   readonly #req: RequestLike | undefined;
 
@@ -80,8 +84,52 @@ export class Context implements RequestContext {
   }
 
   get route(): string | undefined {
-    const path = this.matchedRoute?.path;
-    return typeof path === 'string' ? `${this.mountPath}${path}` : undefined;
+    if (this.routeText !== undefined) return this.routeText;
+    const route = this.matchedRoute;
+    if (route === undefined) return undefined;
+    const path = route.path;
+    // Express accepts arrays and regular expressions as paths: written in code, so bounded.
+    const text = typeof path === 'string' ? path : Array.isArray(path) ? path.join('|') : String(path);
+    this.routeText = `${this.mountPath}${text}`;
+    return this.routeText;
+  }
+
+  /**
+   * @internal Express just set `req.baseUrl` to `actual` with `params` the params of the mount
+   * path that matched (Express assigns `req.params` before `req.baseUrl`). Keeps the template of
+   * each router's mount path — `/api/patients/:pid/notes` rather than `/api/patients/42/notes` —
+   * so route labels never carry a value. Requests through routers without params do no work here.
+   */
+  noteMount(actual: string, params: Readonly<Record<string, unknown>> | undefined): void {
+    let mounts = this.mounts;
+    if (mounts === undefined) {
+      if (params === undefined || !hasKeys(params)) return;
+      mounts = this.mounts = [];
+    }
+    // Leave the routers this path is not inside of (Express restores baseUrl on the way out).
+    while (mounts.length > 0) {
+      const top = mounts[mounts.length - 2] ?? '';
+      if (actual === top) return;
+      if (actual.startsWith(top) && actual.charCodeAt(top.length) === 47 /* / */) break;
+      mounts.length -= 2;
+    }
+    const base = mounts.length > 0 ? (mounts[mounts.length - 2] ?? '') : '';
+    const baseTemplate = mounts.length > 0 ? (mounts[mounts.length - 1] ?? '') : '';
+    const removed = actual.slice(base.length);
+    mounts.push(actual, baseTemplate + (params === undefined ? removed : templatize(removed, params)));
+  }
+
+  /** @internal The template of the mount path `actual` (itself when no router along it had params). */
+  mountTemplate(actual: string): string {
+    const mounts = this.mounts;
+    if (mounts === undefined) return actual;
+    for (let i = mounts.length - 2; i >= 0; i -= 2) {
+      const seen = mounts[i] ?? '';
+      if (actual === seen) return mounts[i + 1] ?? actual;
+      if (actual.startsWith(seen) && actual.charCodeAt(seen.length) === 47)
+        return (mounts[i + 1] ?? '') + actual.slice(seen.length);
+    }
+    return actual;
   }
 
   get traceparent(): string {
@@ -115,10 +163,44 @@ export const CONTEXT_KEY = Symbol.for('caduceus.context');
 
 const ROUTE_FALLBACK = Symbol('caduceus.route');
 
+/** Set on `req` by `notFound()`: no route took the request, whatever matched on the way. */
+export const UNMATCHED = Symbol.for('caduceus.unmatched');
+const BASE_URL = Symbol('caduceus.baseUrl');
+
 interface RouteHolder {
   baseUrl?: string;
+  params?: Record<string, unknown>;
   [CONTEXT_KEY]?: Context;
   [ROUTE_FALLBACK]?: { path?: unknown };
+  [BASE_URL]?: string;
+}
+
+function hasKeys(object: object): boolean {
+  for (const key in object) if (Object.hasOwn(object, key)) return true;
+  return false;
+}
+
+/** Replace each path segment that holds a param's value with `:name`. */
+function templatize(path: string, params: Readonly<Record<string, unknown>>): string {
+  if (!hasKeys(params)) return path;
+  const segments = path.split('/');
+  for (let i = 1; i < segments.length; i++) {
+    const segment = segments[i] ?? '';
+    let decoded = segment;
+    try {
+      decoded = decodeURIComponent(segment);
+    } catch {
+      // A malformed escape cannot equal a decoded param value; compare it as is.
+    }
+    for (const name in params) {
+      const value = params[name];
+      if (value === decoded || value === segment) {
+        segments[i] = `:${name}`;
+        break;
+      }
+    }
+  }
+  return segments.join('/');
 }
 
 /**
@@ -141,7 +223,26 @@ export const ROUTE_DESCRIPTOR: PropertyDescriptor = {
       return;
     }
     ctx.matchedRoute = route;
-    ctx.mountPath = this.baseUrl ?? '';
+    ctx.mountPath = ctx.mountTemplate(this.baseUrl ?? '');
+    ctx.routeText = undefined;
+  },
+};
+
+/**
+ * Accessor installed as `baseUrl` beside `route`: a plain property for Express, and the moment
+ * caduceus learns each router's mount path with the params it matched (see `Context.noteMount`).
+ */
+export const BASE_URL_DESCRIPTOR: PropertyDescriptor = {
+  configurable: true,
+  enumerable: true,
+  get(this: RouteHolder) {
+    return this[BASE_URL];
+  },
+  set(this: RouteHolder, value: string | undefined) {
+    this[BASE_URL] = value;
+    if (value === undefined || value === '') return;
+    const ctx = this[CONTEXT_KEY];
+    if (ctx !== undefined) ctx.noteMount(value, this.params);
   },
 };
 

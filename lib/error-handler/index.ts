@@ -1,7 +1,7 @@
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Settings } from '../config/index.js';
 import { loadSettings } from '../config/index.js';
-import { getContext } from '../context/store.js';
+import { getContext, UNMATCHED } from '../context/store.js';
 import type { AppError, ErrorFormat } from '../errors/index.js';
 import {
   AppError as BaseError,
@@ -137,6 +137,7 @@ export function errors(input: Readonly<ErrorsOptions> = {}): ErrorRequestHandler
 export function notFound(input: Readonly<Record<string, never>> = {}): RequestHandler {
   readOptions('notFound', input, []);
   return function notFoundMiddleware(req: Request, _res: Response, next: NextFunction): void {
+    (req as unknown as Record<symbol, boolean>)[UNMATCHED] = true;
     next(
       new BaseError('Route not found', { status: 404, code: 'NOT_FOUND', details: { method: req.method } }),
     );
