@@ -4,6 +4,7 @@ import type {
   Auth,
   Database,
   Logger,
+  Metrics,
   PasswordHashOptions,
   RateLimiter,
   RateLimitOptions,
@@ -17,8 +18,11 @@ import {
   database,
   errors,
   loadSettings,
+  getMetrics,
   loginRateLimit,
   logging,
+  metrics,
+  metricsEndpoint,
   notFound,
   rateLimit,
   requestContext,
@@ -76,6 +80,12 @@ export interface HealthServiceOptions {
    * shutdown, as `server.ts` does. See {@link createProtection}.
    */
   protection?: Protection;
+  /**
+   * Where the service's metrics go (served at `GET /metrics`, `METRICS_TOKEN` / `METRICS_ALLOW_IPS`
+   * protect it). Default: the process's `getMetrics()`, which the database, Auth and guards report
+   * into unless told otherwise — so one endpoint shows them all.
+   */
+  metrics?: Metrics;
 }
 
 /** The request guards of the service: each may hold a Redis connection, so each has `close()`. */
@@ -94,22 +104,32 @@ export function createProtection(
     loginRateLimit?: RateLimitOptions;
     /** `false`: count in memory even when `REDIS_URL` is set (nothing to close). Default: `REDIS_URL`. */
     redis?: false;
+    /** Where the guards report. Default: `getMetrics()`. */
+    metrics?: Metrics;
   } = {},
 ): Protection {
   const logger = makeLogger('security');
   const redis = options.redis;
+  const reportTo = options.metrics;
   return {
     security: security({
       settings,
       logger,
+      metrics: reportTo,
       threats: { redis },
       limits: { bodySize: options.bodyLimit ?? '100kb' },
       // List queries are validated field by field (a repeated scalar is a 400 naming the field),
       // so repeated parameters reach parseListQuery as they were sent.
       parameterPollution: false,
     }),
-    rateLimit: rateLimit({ settings, logger, redis }),
-    loginRateLimit: loginRateLimit({ settings, logger, redis, ...options.loginRateLimit }),
+    rateLimit: rateLimit({ settings, logger, redis, metrics: reportTo }),
+    loginRateLimit: loginRateLimit({
+      settings,
+      logger,
+      redis,
+      metrics: reportTo,
+      ...options.loginRateLimit,
+    }),
   };
 }
 
@@ -148,24 +168,33 @@ export function createApp(options: Readonly<HealthServiceOptions>): Express {
     });
   });
 
+  const registry = options.metrics ?? getMetrics();
   const protection =
     options.protection ??
-    createProtection(settings, makeLogger, { bodyLimit: options.bodyLimit, redis: false });
+    createProtection(settings, makeLogger, {
+      bodyLimit: options.bodyLimit,
+      redis: false,
+      metrics: registry,
+    });
 
   const app = express();
   app.disable('x-powered-by');
 
   // 1. Context first: request id, trace, start time — everything below reads it.
   app.use(requestContext());
-  // 2. One access-log line per request (skips /health by default).
+  // 2. RED metrics per route template, counted before any guard can refuse the request; the
+  //    scrape endpoint sits before the access log (a line per scrape would be noise).
+  app.use(metrics({ metrics: registry, settings }));
+  app.get('/metrics', metricsEndpoint({ metrics: registry, settings }));
+  // 3. One access-log line per request (skips /health by default).
   app.use(logging({ logger: makeLogger('http') }));
-  // 3. Security headers, CORS, input limits, threat detection; JSON bodies are parsed here (a
+  // 4. Security headers, CORS, input limits, threat detection; JSON bodies are parsed here (a
   //    malformed one is 400 INVALID_JSON, an oversized one 413, a probe 403 THREAT_DETECTED).
   app.use(protection.security);
-  // 4. Rate limits: the API by client address (RATE_LIMIT_*), login by address + email (5/min).
+  // 5. Rate limits: the API by client address (RATE_LIMIT_*), login by address + email (5/min).
   app.use(protection.rateLimit);
   app.post(`${api}/auth/login`, protection.loginRateLimit);
-  // 5. `req.db` for handlers that want the database itself.
+  // 6. `req.db` for handlers that want the database itself.
   app.use(database(db));
 
   // Liveness and the database's health: 503 while the database does not answer, so a load
@@ -222,6 +251,6 @@ export function createApp(options: Readonly<HealthServiceOptions>): Express {
 
   // Last: unmatched routes become 404, and every error becomes one response in one format.
   app.use(notFound());
-  app.use(errors({ settings, logger: makeLogger('errors') }));
+  app.use(errors({ settings, logger: makeLogger('errors'), metrics: registry }));
   return app;
 }

@@ -4,9 +4,11 @@ import type { Redis } from 'ioredis';
 import { type JwtAlgorithm, loadSettings, type Settings } from '../config/index.js';
 import { ConfigError, readOptions } from '../errors/index.js';
 import { createLogger, type Logger } from '../logging/index.js';
+import type { Metrics } from '../metrics/index.js';
+import { metricsFor } from '../metrics/index.js';
 import { connectRedis } from '../redis/index.js';
 import { KeyRing, type KeyOptions } from './keys.js';
-import { AuthMonitor, type AuthCounters } from './monitor.js';
+import { AuthMonitor, reportAuth, type AuthCounters } from './monitor.js';
 import { RemoteJwks, type RemoteJwksOptions } from './remote-jwks.js';
 import { memoryRevocationStore, redisRevocationStore, type RevocationStore } from './revocation.js';
 import { CaduceusStrategy } from './strategy.js';
@@ -21,6 +23,11 @@ import { TokenVerifier } from './verifier.js';
 export interface AuthOptions extends KeyOptions {
   /** Settings to read defaults from. Default: `loadSettings(process.env)`. */
   settings?: Settings;
+  /**
+   * Where `auth_success_total`, `auth_failures_total{reason}` and `auth_tokens_total{event}` are
+   * reported (read from the counters at scrape time); `false`: nowhere. Default: `getMetrics()`.
+   */
+  metrics?: Metrics | false;
   /** Algorithm of the signing key. Default: `JWT_ALGORITHM` (HS256), or the private key's own. */
   algorithm?: JwtAlgorithm;
   /** Algorithms accepted when verifying. Default: those of our keys plus `JWT_ALGORITHM`. `none` is never accepted. */
@@ -134,6 +141,7 @@ const KNOWN = [
   'loadUser',
   'logger',
   'onEvent',
+  'metrics',
 ] as const;
 
 const AUTHENTICATE_KNOWN = ['optional', 'allowQueryToken'] as const;
@@ -241,6 +249,7 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
     logger.info('token revocation list kept in memory (set REDIS_URL to share it between instances)');
   }
   const monitor = new AuthMonitor(logger, options.onEvent);
+  const unreport = reportAuth(metricsFor('createAuth', options.metrics, settings), monitor);
   const rolesClaim = (options.rolesClaim ?? 'roles').split('.');
   const strategy = new CaduceusStrategy(verifier, store, monitor, { rolesClaim }, 'error');
   const lifecycle = new TokenLifecycle(verifier, issuer, store, monitor, {
@@ -299,6 +308,7 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
     counters: () => monitor.counters(),
     revocation: store,
     async close() {
+      unreport();
       remote?.close();
       await store.close();
     },

@@ -1,6 +1,69 @@
 import type { Logger } from '../logging/index.js';
 import { logSecurityEvent } from '../logging/index.js';
+import type { Metrics } from '../metrics/index.js';
 import type { AuthEvent, AuthFailureReason } from './types.js';
+
+/** Every failure reason, reported at 0 before it first happens (alerts see a series from the start). */
+const FAILURE_REASONS: readonly AuthFailureReason[] = [
+  'missing',
+  'malformed',
+  'expired',
+  'not_yet_valid',
+  'bad_signature',
+  'unknown_key',
+  'bad_algorithm',
+  'bad_header',
+  'bad_claims',
+  'wrong_type',
+  'too_large',
+  'query_token',
+  'revoked',
+  'refresh_reuse',
+  'certificate_mismatch',
+];
+
+/** Report an Auth's counters to `metrics` at scrape time; returns the function that stops it. */
+export function reportAuth(metrics: Metrics | undefined, monitor: AuthMonitor): () => void {
+  if (metrics === undefined) return () => undefined;
+  const stops = [
+    metrics.pull(
+      { name: 'auth_success_total', help: 'Requests authenticated.', type: 'counter', labelNames: [] },
+      (emit) => {
+        emit([], monitor.counters().success);
+      },
+    ),
+    metrics.pull(
+      {
+        name: 'auth_failures_total',
+        help: 'Authentication failures by reason (missing, expired, bad_signature, revoked, …).',
+        type: 'counter',
+        labelNames: ['reason'],
+      },
+      (emit) => {
+        const { failure } = monitor.counters();
+        for (const reason of FAILURE_REASONS) emit([reason], failure[reason] ?? 0);
+      },
+    ),
+    metrics.pull(
+      {
+        name: 'auth_tokens_total',
+        help: 'Token lifecycle events: issued, refreshed, revoked, refresh_reuse.',
+        type: 'counter',
+        labelNames: ['event'],
+      },
+      (emit) => {
+        const c = monitor.counters();
+        emit(['issued'], c.issued);
+        emit(['refreshed'], c.refreshed);
+        emit(['revoked'], c.revoked);
+        emit(['refresh_reuse'], c.refreshReuse);
+      },
+    ),
+  ];
+  return () => {
+    for (const stop of stops) stop();
+  };
+}
 
 /** Counts of authentication outcomes since start: what the metrics endpoint exposes. */
 export interface AuthCounters {

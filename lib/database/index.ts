@@ -8,7 +8,10 @@ import { loadSettings } from '../config/index.js';
 import { ConfigError, isError, readOptions } from '../errors/index.js';
 import type { Logger } from '../logging/create-logger.js';
 import { createLogger } from '../logging/create-logger.js';
-import { poolOf, watchLeaks, watchSlowQueries } from './monitor.js';
+import type { Metrics } from '../metrics/index.js';
+import { metricsFor } from '../metrics/index.js';
+import type { QueryObserver } from './monitor.js';
+import { poolOf, watchLeaks, watchQueries } from './monitor.js';
 import type { Dialect } from './url.js';
 import { connectionFor, dialectOf } from './url.js';
 
@@ -35,6 +38,14 @@ export interface DatabaseOptions {
   healthCheckTimeoutMs?: number;
   /** Read replicas: reads outside transactions go to these in turn; writes and transactions to the primary. */
   replicas?: readonly string[];
+  /**
+   * Where pool gauges (`db_pool_connections{pool,state}`, `db_pool_max_connections{pool}`) and
+   * query durations (`db_query_duration_seconds{pool,operation,status}`) go; `false`: nowhere.
+   * Default: `getMetrics()`.
+   */
+  metrics?: Metrics | false;
+  /** The `pool` label: this name for the primary, `<name>_replica_<n>` for replicas. Default `'primary'`. */
+  name?: string;
   /** Logger for slow queries and leaks. Default `createLogger('database')`. */
   logger?: Logger;
   /** Settings for defaults. Default `loadSettings(process.env)`. */
@@ -99,6 +110,8 @@ const KNOWN = [
   'leakWarningMs',
   'healthCheckTimeoutMs',
   'replicas',
+  'metrics',
+  'name',
   'logger',
   'settings',
   'knex',
@@ -120,6 +133,8 @@ function nonNegativeInt(name: string, value: number | undefined, fallback: numbe
     throw ConfigError.option('createDatabase', name, 'a non-negative integer (milliseconds)', value);
   return value;
 }
+
+const QUERY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 const VERSION_SQL: Record<Dialect, string> = {
   postgres: 'select version() as v',
@@ -183,9 +198,28 @@ export function createDatabase(input: Readonly<DatabaseOptions> | Settings = {})
   if (!Array.isArray(replicas) || replicas.some((r) => typeof r !== 'string'))
     throw ConfigError.option('createDatabase', 'replicas', 'an array of URLs', replicas);
   const logger = options.logger ?? createLogger('database', { settings });
+  const name = options.name ?? 'primary';
+  if (typeof name !== 'string' || !/^[\w.-]{1,64}$/.test(name))
+    throw ConfigError.option('createDatabase', 'name', 'a name of letters, digits, _ . - (1–64)', name);
+  const poolName = (index: number): string =>
+    index === 0 ? name : name === 'primary' ? `replica_${index}` : `${name}_replica_${index}`;
+  const target = metricsFor('createDatabase', options.metrics, settings);
+  const queryHistogram = target?.histogram(
+    'db_query_duration_seconds',
+    'Database query durations, by pool, operation and outcome.',
+    ['pool', 'operation', 'status'],
+    QUERY_BUCKETS,
+  );
+  const observerFor = (index: number): QueryObserver | undefined => {
+    if (queryHistogram === undefined) return undefined;
+    const pool = poolName(index);
+    return (seconds, operation, failed) => {
+      queryHistogram.observe({ pool, operation, status: failed ? 'error' : 'ok' }, seconds);
+    };
+  };
 
-  const build = (target: string): Knex => {
-    const { client, connection } = connectionFor(target, timeouts);
+  const build = (address: string, index: number): Knex => {
+    const { client, connection } = connectionFor(address, timeouts);
     const afterCreate = (conn: unknown, done: (err: Error | null, conn: unknown) => void): void => {
       if (sqlite) {
         const db = conn as { pragma(sql: string): unknown };
@@ -240,7 +274,7 @@ export function createDatabase(input: Readonly<DatabaseOptions> | Settings = {})
       ...options.knex,
     };
     const k = knexFactory(config);
-    if (slowQueryMs > 0) watchSlowQueries(k, logger, slowQueryMs);
+    watchQueries(k, logger, slowQueryMs, observerFor(index));
     // DATABASE_ECHO: every statement at debug level — the SQL text only; Knex's own debug mode would
     // print the bound values, which are patient data.
     if (settings.database.echo) {
@@ -251,8 +285,43 @@ export function createDatabase(input: Readonly<DatabaseOptions> | Settings = {})
     return k;
   };
 
-  const primary = build(url);
-  const replicaKnex = replicas.map(build);
+  const primary = build(url, 0);
+  const replicaKnex = replicas.map((r: string, i) => build(r, i + 1));
+  const unregister =
+    target === undefined
+      ? []
+      : [
+          target.pull(
+            {
+              name: 'db_pool_connections',
+              help: 'Database pool connections by state: used, free, pending (waiting callers), pending_creates.',
+              type: 'gauge',
+              labelNames: ['pool', 'state'],
+            },
+            (emit) => {
+              [primary, ...replicaKnex].forEach((k, i) => {
+                const pool = poolOf(k);
+                if (pool === undefined) return;
+                const label = poolName(i);
+                emit([label, 'used'], pool.numUsed());
+                emit([label, 'free'], pool.numFree());
+                emit([label, 'pending'], pool.numPendingAcquires());
+                emit([label, 'pending_creates'], pool.numPendingCreates());
+              });
+            },
+          ),
+          target.pull(
+            {
+              name: 'db_pool_max_connections',
+              help: 'Upper bound of open connections of each database pool.',
+              type: 'gauge',
+              labelNames: ['pool'],
+            },
+            (emit) => {
+              for (let i = 0; i <= replicaKnex.length; i++) emit([poolName(i)], max);
+            },
+          ),
+        ];
   const stopLeaks =
     leakWarningMs > 0 ? [primary, ...replicaKnex].map((k) => watchLeaks(k, logger, leakWarningMs)) : [];
   const txStore = new AsyncLocalStorage<Knex.Transaction>();
@@ -334,6 +403,7 @@ export function createDatabase(input: Readonly<DatabaseOptions> | Settings = {})
     close(): Promise<void> {
       closing ??= (async () => {
         for (const stop of stopLeaks) stop();
+        for (const remove of unregister) remove();
         await Promise.all([primary.destroy(), ...replicaKnex.map((k) => k.destroy())]);
       })();
       return closing;

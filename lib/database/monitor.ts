@@ -5,13 +5,48 @@ import type { Logger } from '../logging/create-logger.js';
 interface QueryData {
   __knexQueryUid?: string;
   sql?: string;
+  method?: string;
 }
 
+/** The `operation` label of a query: a handful of values, whatever the SQL. */
+export function operationOf(q: QueryData): string {
+  switch (q.method) {
+    case 'select':
+    case 'first':
+    case 'pluck':
+      return 'select';
+    case 'insert':
+      return 'insert';
+    case 'update':
+    case 'counter':
+      return 'update';
+    case 'del':
+      return 'delete';
+    default: {
+      const verb = /^\s*(\w+)/.exec(q.sql ?? '')?.[1]?.toLowerCase();
+      if (verb === 'select' || verb === 'with') return 'select';
+      if (verb === 'insert' || verb === 'update' || verb === 'delete') return verb;
+      return 'other';
+    }
+  }
+}
+
+/** Called when a query finishes: its duration in seconds, operation label and whether it failed. */
+export type QueryObserver = (seconds: number, operation: string, failed: boolean) => void;
+
 /**
- * Slow-query log: queries slower than `slowMs` are logged at warn with their SQL text (placeholders
- * only, never the bound values) and, through the logger, the request id of the request that ran them.
+ * Times every query (from Knex's `query` to `query-response` / `query-error`): queries slower than
+ * `slowMs` (0: none) are logged at warn with their SQL text (placeholders only, never the bound
+ * values) and, through the logger, the request id of the request that ran them; `observe` (the
+ * metrics histogram) gets every duration.
  */
-export function watchSlowQueries(knex: Knex, logger: Logger, slowMs: number): void {
+export function watchQueries(
+  knex: Knex,
+  logger: Logger,
+  slowMs: number,
+  observe: QueryObserver | undefined,
+): void {
+  if (slowMs <= 0 && observe === undefined) return;
   const started = new Map<string, number>();
   knex.on('query', (q: QueryData) => {
     if (q.__knexQueryUid !== undefined) started.set(q.__knexQueryUid, performance.now());
@@ -22,7 +57,8 @@ export function watchSlowQueries(knex: Knex, logger: Logger, slowMs: number): vo
     started.delete(q.__knexQueryUid);
     if (start === undefined) return;
     const ms = performance.now() - start;
-    if (ms >= slowMs)
+    observe?.(ms / 1000, operationOf(q), failed);
+    if (slowMs > 0 && ms >= slowMs)
       logger.warn('slow query', {
         duration_ms: Math.round(ms * 1000) / 1000,
         sql: q.sql,

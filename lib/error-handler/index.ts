@@ -1,6 +1,8 @@
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Settings } from '../config/index.js';
 import { loadSettings } from '../config/index.js';
+import { activeSpan, SPAN_STATUS_ERROR } from '../context/otel.js';
+import type { OtelSpan } from '../context/otel.js';
 import { getContext, UNMATCHED } from '../context/store.js';
 import type { AppError, ErrorFormat } from '../errors/index.js';
 import {
@@ -15,6 +17,10 @@ import {
 import type { Logger } from '../logging/create-logger.js';
 import { createLogger } from '../logging/create-logger.js';
 import { routeOf } from '../logging/access-log.js';
+import type { Redactor } from '../logging/redact.js';
+import { createRedactor } from '../logging/redact.js';
+import type { Metrics } from '../metrics/index.js';
+import { metricsFor } from '../metrics/index.js';
 
 export interface ErrorsOptions {
   /**
@@ -30,11 +36,38 @@ export interface ErrorsOptions {
   problemTypeBase?: string;
   /** Your own mapping, tried before the built-in ones; return undefined to pass. */
   mapError?: (err: unknown) => AppError | undefined;
+  /** Where `http_errors_total{error_code,status_code}` is counted; `false`: nowhere. Default: `getMetrics()`. */
+  metrics?: Metrics | false;
   /** Settings for defaults (environment). Default: `loadSettings(process.env)`. */
   settings?: Settings;
 }
 
-const KNOWN = ['format', 'exposeStack', 'logger', 'problemTypeBase', 'mapError', 'settings'] as const;
+const KNOWN = [
+  'format',
+  'exposeStack',
+  'logger',
+  'problemTypeBase',
+  'mapError',
+  'metrics',
+  'settings',
+] as const satisfies readonly (keyof ErrorsOptions)[];
+
+/**
+ * Record a 5xx on the active OpenTelemetry span: the error's class, its message through the log
+ * redactor (an exception message can quote a value) and its stack frames — never the first stack
+ * line, which repeats the raw message.
+ */
+function recordOnSpan(span: OtelSpan, error: unknown, code: string, redactor: Redactor): void {
+  const source = isError(error) ? error : undefined;
+  const frames = source?.stack?.split('\n').slice(1).join('\n');
+  span.recordException({
+    name: source?.name ?? 'Error',
+    message: redactor.redactString(source?.message ?? code),
+    ...(frames === undefined ? {} : { stack: frames }),
+    code,
+  });
+  span.setStatus({ code: SPAN_STATUS_ERROR, message: code });
+}
 const FORMATS = new Set(['envelope', 'problem', 'fhir', 'negotiate']);
 const NEGOTIABLE = ['application/json', 'application/problem+json', 'application/fhir+json'];
 
@@ -79,6 +112,13 @@ export function errors(input: Readonly<ErrorsOptions> = {}): ErrorRequestHandler
   const fixedFormat =
     options.format === undefined || options.format === 'negotiate' ? undefined : options.format;
   const { mapError, problemTypeBase } = options;
+  const target = metricsFor('errors', options.metrics, settings);
+  const counted = target?.counter(
+    'http_errors_total',
+    'Errors answered by errors(), by error_code and status.',
+    ['error_code', 'status_code'],
+  );
+  const redactor = createRedactor();
 
   return function errorsMiddleware(err: unknown, req: Request, res: Response, next: NextFunction): void {
     let appError: AppError;
@@ -94,9 +134,13 @@ export function errors(input: Readonly<ErrorsOptions> = {}): ErrorRequestHandler
     const ctx = getContext(req);
     const status = appError.status;
     const meta = { status, error_code: appError.code, method: req.method, route: routeOf(req) };
+    counted?.inc({ error_code: appError.code, status_code: status });
+    const span = activeSpan();
+    span?.setAttribute('error.type', appError.code);
     if (status >= 500) {
       const logged = appError === err || !isAppError(err) ? (appError.cause ?? appError) : err;
       logger.error(appError.expose ? appError.message : 'request failed', { ...meta, error: logged });
+      if (span !== undefined) recordOnSpan(span, logged, appError.code, redactor);
     } else {
       logger.warn(appError.message, meta);
     }

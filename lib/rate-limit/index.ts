@@ -3,6 +3,8 @@ import { rateLimit as expressRateLimit } from 'express-rate-limit';
 import type { Options as ExpressRateLimitOptions } from 'express-rate-limit';
 import type { Settings } from '../config/index.js';
 import { loadSettings } from '../config/index.js';
+import type { Metrics } from '../metrics/index.js';
+import { metricsFor } from '../metrics/index.js';
 import { ConfigError, positiveInteger, RateLimitError, readOptions } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
 import { createLogger } from '../logging/index.js';
@@ -73,6 +75,12 @@ export interface RateLimitOptions {
   skipSuccessfulRequests?: boolean;
   /** Count only successful requests (status < 400). Default `false`. */
   skipFailedRequests?: boolean;
+  /**
+   * Where `rate_limit_hits_total{limiter}` (429s), `rate_limit_fallback_total{limiter}` and
+   * `rate_limit_refused_total{limiter}` are reported (read at scrape time); `false`: nowhere.
+   * Default: `getMetrics()`.
+   */
+  metrics?: Metrics | false;
   /** Where the outage and recovery lines go. Default `createLogger('rate-limit')`. */
   logger?: Logger;
   /** Settings to read defaults from. Default `loadSettings(process.env)`. */
@@ -118,6 +126,7 @@ const KNOWN = [
   'skip',
   'skipSuccessfulRequests',
   'skipFailedRequests',
+  'metrics',
   'logger',
   'settings',
 ] as const satisfies readonly (keyof RateLimitOptions)[];
@@ -231,7 +240,31 @@ export function rateLimit(input: Readonly<RateLimitOptions> = {}): RateLimiter {
     refused: store.counters.refused,
     store: connection === undefined ? 'memory' : 'redis',
   });
+  const target = metricsFor('rateLimit', options.metrics, settings);
+  const reports =
+    target === undefined
+      ? []
+      : (
+          [
+            ['rate_limit_hits_total', 'Requests answered 429 by each limiter.', () => limited],
+            [
+              'rate_limit_fallback_total',
+              'Requests counted in memory because Redis was unreachable (fail-open).',
+              () => store.counters.fallback,
+            ],
+            [
+              'rate_limit_refused_total',
+              'Requests answered 503 because Redis was unreachable (fail-closed).',
+              () => store.counters.refused,
+            ],
+          ] as const
+        ).map(([family, help, read]) =>
+          target.pull({ name: family, help, type: 'counter', labelNames: ['limiter'] }, (emit) => {
+            emit([name], read());
+          }),
+        );
   limiter.close = async () => {
+    for (const stop of reports) stop();
     store.shutdown();
     await connection?.close();
   };

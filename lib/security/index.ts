@@ -2,6 +2,7 @@ import { json } from 'express';
 import { loadSettings } from '../config/index.js';
 import { readOptions } from '../errors/index.js';
 import { createLogger } from '../logging/index.js';
+import { metricsFor } from '../metrics/index.js';
 import type { CorsOptions } from './headers.js';
 import { corsMiddleware, DEFAULT_PERMISSIONS_POLICY, headersMiddleware } from './headers.js';
 import { SecurityMonitor } from './monitor.js';
@@ -52,8 +53,24 @@ export function security(input: Readonly<SecurityOptions> = {}): SecurityMiddlew
   const settings = options.settings ?? loadSettings(process.env);
   const logger = options.logger ?? createLogger('security', { settings });
   const limits = readLimits(options.limits);
+  const monitor = new SecurityMonitor(logger, readHook(options.onEvent));
+  const unreport =
+    metricsFor('security', options.metrics, settings)?.pull(
+      {
+        name: 'security_events_total',
+        help: 'Security decisions by reason (sql_injection, banned, denied_ip, …) and action (blocked, logged, …).',
+        type: 'counter',
+        labelNames: ['reason', 'action'],
+      },
+      (emit) => {
+        for (const [key, count] of Object.entries(monitor.counters())) {
+          const at = key.lastIndexOf(':');
+          emit([key.slice(0, at), key.slice(at + 1)], count);
+        }
+      },
+    ) ?? (() => undefined);
   const pipeline = new SecurityPipeline({
-    monitor: new SecurityMonitor(logger, readHook(options.onEvent)),
+    monitor,
     headers: headersMiddleware(
       readHelmet(options.helmet),
       readHeaderValue('cacheControl', options.cacheControl ?? 'no-store'),
@@ -80,6 +97,9 @@ export function security(input: Readonly<SecurityOptions> = {}): SecurityMiddlew
   } as SecurityMiddleware;
   middleware.stats = () => pipeline.stats();
   middleware.unban = (ip: string) => pipeline.unban(ip);
-  middleware.close = () => pipeline.close();
+  middleware.close = () => {
+    unreport();
+    return pipeline.close();
+  };
   return middleware;
 }

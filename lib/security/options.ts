@@ -23,6 +23,7 @@ export const KNOWN = [
   'json',
   'threats',
   'onEvent',
+  'metrics',
   'logger',
   'settings',
 ] as const satisfies readonly (keyof SecurityOptions)[];

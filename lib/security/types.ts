@@ -1,3 +1,4 @@
+import type { Metrics } from '../metrics/index.js';
 import type { RequestHandler } from 'express';
 import type { Logger } from '../logging/index.js';
 import type { Settings } from '../config/index.js';
@@ -64,6 +65,11 @@ export interface SecurityOptions {
   /** Threat detection; `false` to turn it off. Default on, in `'block'` mode. */
   threats?: ThreatOptions | false;
   /** Called for every decision (after it is logged and counted). */
+  /**
+   * Where `security_events_total{reason,action}` is reported (read from the counters at scrape
+   * time); `false`: nowhere. Default: `getMetrics()`.
+   */
+  metrics?: Metrics | false;
   onEvent?: (event: SecurityEvent) => void;
   /** Where security events go. Default `createLogger('security')`. */
   logger?: Logger;
