@@ -22,6 +22,7 @@ export {
   setUser,
   runWithContext,
   bindContext,
+  traceHeaders,
   createContext,
   parseTraceparent,
 } from './context/index.js';
@@ -52,6 +53,8 @@ export type {
   PulledFamily,
   Reader,
   Emit,
+  TracingOptions,
+  Tracing,
 } from './metrics/index.js';
 export {
   Metrics,
@@ -61,6 +64,7 @@ export {
   metricsEndpoint,
   DURATION_BUCKETS,
   SIZE_BUCKETS,
+  startTracing,
 } from './metrics/index.js';
 export type { ErrorsOptions } from './error-handler/index.js';
 export { errors, notFound, asyncHandler } from './error-handler/index.js';

@@ -8,7 +8,7 @@ import { BASE_URL_DESCRIPTOR, CONTEXT_KEY, Context, ROUTE_DESCRIPTOR, storage } 
 import type { RequestContext } from './store.js';
 
 export type { RequestContext } from './store.js';
-export { getContext, getRequestId, setUser, runWithContext, bindContext } from './store.js';
+export { getContext, getRequestId, setUser, runWithContext, bindContext, traceHeaders } from './store.js';
 export { parseTraceparent } from './ids.js';
 export { activeSpan, SPAN_STATUS_ERROR } from './otel.js';
 export type { OtelSpan } from './otel.js';

@@ -24,6 +24,7 @@ export interface OtelSpan {
   recordException(exception: { name?: string; message?: string; stack?: string; code?: string }): void;
   setStatus(status: { code: number; message?: string }): void;
   setAttribute(key: string, value: string | number | boolean): void;
+  updateName(name: string): void;
 }
 
 interface OtelGlobal {

@@ -1,5 +1,6 @@
 import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
 import type { IncomingMessage } from 'node:http';
+import { activeSpan, otelRegistered } from './otel.js';
 
 /**
  * What caduceus knows about the request being served. One object per request, read by logging,
@@ -168,6 +169,7 @@ export const UNMATCHED = Symbol.for('caduceus.unmatched');
 const BASE_URL = Symbol('caduceus.baseUrl');
 
 interface RouteHolder {
+  method?: string;
   baseUrl?: string;
   params?: Record<string, unknown>;
   [CONTEXT_KEY]?: Context;
@@ -225,6 +227,16 @@ export const ROUTE_DESCRIPTOR: PropertyDescriptor = {
     ctx.matchedRoute = route;
     ctx.mountPath = ctx.mountTemplate(this.baseUrl ?? '');
     ctx.routeText = undefined;
+    // OpenTelemetry's HTTP server span knows the URL, not the route: name it by the template
+    // (`GET /api/patients/:id`), as the semantic conventions ask.
+    if (route !== undefined && otelRegistered()) {
+      const span = activeSpan();
+      const template = ctx.route;
+      if (span !== undefined && template !== undefined) {
+        span.setAttribute('http.route', template);
+        span.updateName(`${this.method ?? 'GET'} ${template}`);
+      }
+    }
   },
 };
 
@@ -261,6 +273,19 @@ export function getContext(req?: object): RequestContext | undefined {
 /** The current request id, or undefined outside a request. */
 export function getRequestId(req?: object): string | undefined {
   return getContext(req)?.requestId;
+}
+
+/**
+ * Headers that continue this request's trace on an outgoing call: `traceparent` (W3C) and the
+ * request id. Empty outside a request. (With an OpenTelemetry SDK, its HTTP instrumentation
+ * injects `traceparent` itself; the values agree.)
+ *
+ * @example
+ * await fetch(labUrl, { headers: { ...core.traceHeaders(), accept: 'application/json' } });
+ */
+export function traceHeaders(req?: object): Record<string, string> {
+  const ctx = getContext(req);
+  return ctx === undefined ? {} : { traceparent: ctx.traceparent, 'x-request-id': ctx.requestId };
 }
 
 /** Record who the caller is; `authenticate()` calls this. Ignored outside a request. */

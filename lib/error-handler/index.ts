@@ -64,7 +64,6 @@ function recordOnSpan(span: OtelSpan, error: unknown, code: string, redactor: Re
     name: source?.name ?? 'Error',
     message: redactor.redactString(source?.message ?? code),
     ...(frames === undefined ? {} : { stack: frames }),
-    code,
   });
   span.setStatus({ code: SPAN_STATUS_ERROR, message: code });
 }
