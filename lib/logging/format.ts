@@ -1,5 +1,6 @@
 import { isError } from '../errors/index.js';
 import winston from 'winston';
+import { activeSpan } from '../context/otel.js';
 import { storage } from '../context/store.js';
 import type { Clock } from './line-writer.js';
 import type { Redactor } from './redact.js';
@@ -64,6 +65,13 @@ export function recordFormat(name: string, redactor: Redactor, clock: Clock): wi
       record.trace_id = ctx.traceId;
       record.span_id = ctx.spanId;
       if (ctx.userId !== undefined) record.user_id = redactor.redactString(ctx.userId);
+    } else {
+      // Outside a request (jobs, consumers) an OpenTelemetry span may still be active.
+      const span = activeSpan()?.spanContext();
+      if (span !== undefined) {
+        record.trace_id = span.traceId;
+        record.span_id = span.spanId;
+      }
     }
     for (const key of Object.keys(info)) {
       // Meta never overwrites what the logger or the request context set (a spread request body
