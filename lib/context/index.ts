@@ -2,9 +2,8 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { performance } from 'node:perf_hooks';
 import { ConfigError, readOptions } from '../errors/index.js';
 import { createIdSource, parseTraceparent } from './ids.js';
-import { IncomingMessage } from 'node:http';
 import { activeSpan } from './otel.js';
-import { BASE_URL_DESCRIPTOR, CONTEXT_KEY, Context, ROUTE_DESCRIPTOR, storage } from './store.js';
+import { CONTEXT_KEY, Context, patchRequestPrototype, storage } from './store.js';
 import type { RequestContext } from './store.js';
 
 export type { RequestContext } from './store.js';
@@ -119,41 +118,6 @@ export function requestContext(input: Readonly<RequestContextOptions> = {}): Req
     if (setHeader) res.setHeader(header, requestId);
     als.run(ctx, next);
   };
-}
-
-const patched = new WeakSet<object>();
-
-/**
- * Install the `route` and `baseUrl` accessors (see store.ts) once per request prototype: on
- * Express's shared request object — the prototype of every app's and sub-app's `app.request` —
- * so routes matched inside mounted sub-apps are seen too; they behave as plain properties for
- * requests without a context.
- */
-function patchRequestPrototype(req: object): void {
-  let proto = Object.getPrototypeOf(req) as object | null;
-  if (proto === null || patched.has(proto)) return;
-  const first = proto;
-  for (let p: object | null = proto; p !== null; p = Object.getPrototypeOf(p) as object | null) {
-    if (Object.getPrototypeOf(p) === IncomingMessage.prototype) {
-      proto = p;
-      break;
-    }
-  }
-  if (!patched.has(proto)) {
-    if (Object.getOwnPropertyDescriptor(proto, 'route') === undefined)
-      Object.defineProperty(proto, 'route', ROUTE_DESCRIPTOR);
-    if (Object.getOwnPropertyDescriptor(proto, 'baseUrl') === undefined)
-      Object.defineProperty(proto, 'baseUrl', BASE_URL_DESCRIPTOR);
-    patched.add(proto);
-  }
-  // The router assigned this request's `baseUrl` before the accessor existed: move it behind it.
-  if (Object.hasOwn(req, 'baseUrl')) {
-    const holder = req as { baseUrl?: string };
-    const value = holder.baseUrl;
-    delete holder.baseUrl;
-    holder.baseUrl = value;
-  }
-  patched.add(first);
 }
 
 /** A context for work outside HTTP (jobs, consumers, tests), for `runWithContext`. */

@@ -1,5 +1,5 @@
 import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
-import type { IncomingMessage } from 'node:http';
+import { IncomingMessage } from 'node:http';
 import { activeSpan, otelRegistered } from './otel.js';
 
 /**
@@ -40,49 +40,19 @@ interface RequestLike extends IncomingMessage {
   ip?: string;
 }
 
-/** Concrete context: a class so every request's object has the same shape (fast property access). */
-export class Context implements RequestContext {
-  userId: string | undefined = undefined;
-  roles: readonly string[] | undefined = undefined;
+/**
+ * What Express matched for a request: the route and each router's mount path, as templates. Part
+ * of every request context; `metrics()` keeps one on requests that have no context.
+ */
+export class RouteTracker {
   /** @internal Set through the `req.route` accessor. */
   matchedRoute: { path?: unknown } | undefined = undefined;
   /** @internal The mount path, as a template, when the route matched. */
   mountPath = '';
   /** @internal Routers entered so far: [actual baseUrl, its template, …] (see `noteMount`). */
   mounts: string[] | undefined = undefined;
-  /** @internal The route label cached by `routeLabel()`. */
+  /** @internal The route template, built on first read. */
   routeText: string | undefined = undefined;
-  #ip: string | undefined | null = null;
-  readonly #req: RequestLike | undefined;
-
-  constructor(
-    req: RequestLike | undefined,
-    readonly requestId: string,
-    /** True when we generated the id (then it is safe to log as is); false when a caller sent it. */
-    readonly requestIdGenerated: boolean,
-    readonly traceId: string,
-    readonly spanId: string,
-    readonly parentSpanId: string | undefined,
-    readonly traceFlags: string,
-    readonly startTime: number,
-    readonly startHr: number,
-  ) {
-    this.#req = req;
-  }
-
-  get ip(): string | undefined {
-    if (this.#ip === null) {
-      const req = this.#req;
-      // Without X-Forwarded-For, Express's req.ip is the socket address whatever `trust proxy` says.
-      this.#ip =
-        req === undefined
-          ? undefined
-          : req.headers['x-forwarded-for'] === undefined
-            ? req.socket.remoteAddress
-            : (req.ip ?? req.socket.remoteAddress);
-    }
-    return this.#ip;
-  }
 
   get route(): string | undefined {
     if (this.routeText !== undefined) return this.routeText;
@@ -132,6 +102,44 @@ export class Context implements RequestContext {
     }
     return actual;
   }
+}
+
+/** Concrete context: a class so every request's object has the same shape (fast property access). */
+export class Context extends RouteTracker implements RequestContext {
+  userId: string | undefined = undefined;
+  roles: readonly string[] | undefined = undefined;
+  #ip: string | undefined | null = null;
+  readonly #req: RequestLike | undefined;
+
+  constructor(
+    req: RequestLike | undefined,
+    readonly requestId: string,
+    /** True when we generated the id (then it is safe to log as is); false when a caller sent it. */
+    readonly requestIdGenerated: boolean,
+    readonly traceId: string,
+    readonly spanId: string,
+    readonly parentSpanId: string | undefined,
+    readonly traceFlags: string,
+    readonly startTime: number,
+    readonly startHr: number,
+  ) {
+    super();
+    this.#req = req;
+  }
+
+  get ip(): string | undefined {
+    if (this.#ip === null) {
+      const req = this.#req;
+      // Without X-Forwarded-For, Express's req.ip is the socket address whatever `trust proxy` says.
+      this.#ip =
+        req === undefined
+          ? undefined
+          : req.headers['x-forwarded-for'] === undefined
+            ? req.socket.remoteAddress
+            : (req.ip ?? req.socket.remoteAddress);
+    }
+    return this.#ip;
+  }
 
   get traceparent(): string {
     return `00-${this.traceId}-${this.spanId}-${this.traceFlags}`;
@@ -168,11 +176,15 @@ const ROUTE_FALLBACK = Symbol('caduceus.route');
 export const UNMATCHED = Symbol.for('caduceus.unmatched');
 const BASE_URL = Symbol('caduceus.baseUrl');
 
+/** Where `metrics()` keeps a RouteTracker on requests without a context. */
+export const ROUTE_TRACKER = Symbol('caduceus.routeTracker');
+
 interface RouteHolder {
   method?: string;
   baseUrl?: string;
   params?: Record<string, unknown>;
   [CONTEXT_KEY]?: Context;
+  [ROUTE_TRACKER]?: RouteTracker;
   [ROUTE_FALLBACK]?: { path?: unknown };
   [BASE_URL]?: string;
 }
@@ -214,13 +226,13 @@ export const ROUTE_DESCRIPTOR: PropertyDescriptor = {
   configurable: true,
   enumerable: true,
   get(this: RouteHolder) {
-    const ctx = this[CONTEXT_KEY];
+    const ctx = this[CONTEXT_KEY] ?? this[ROUTE_TRACKER];
     return ctx === undefined ? this[ROUTE_FALLBACK] : ctx.matchedRoute;
   },
   set(this: RouteHolder, route: { path?: unknown } | undefined) {
-    const ctx = this[CONTEXT_KEY];
+    const ctx = this[CONTEXT_KEY] ?? this[ROUTE_TRACKER];
     if (ctx === undefined) {
-      // A request of this app that did not pass requestContext(): behave like a plain property.
+      // A request that passed neither requestContext() nor metrics(): behave like a plain property.
       this[ROUTE_FALLBACK] = route;
       return;
     }
@@ -253,10 +265,45 @@ export const BASE_URL_DESCRIPTOR: PropertyDescriptor = {
   set(this: RouteHolder, value: string | undefined) {
     this[BASE_URL] = value;
     if (value === undefined || value === '') return;
-    const ctx = this[CONTEXT_KEY];
+    const ctx = this[CONTEXT_KEY] ?? this[ROUTE_TRACKER];
     if (ctx !== undefined) ctx.noteMount(value, this.params);
   },
 };
+
+const patched = new WeakSet<object>();
+
+/**
+ * Install the `route` and `baseUrl` accessors (see store.ts) once per request prototype: on
+ * Express's shared request object — the prototype of every app's and sub-app's `app.request` —
+ * so routes matched inside mounted sub-apps are seen too; they behave as plain properties for
+ * requests without a context.
+ */
+export function patchRequestPrototype(req: object): void {
+  let proto = Object.getPrototypeOf(req) as object | null;
+  if (proto === null || patched.has(proto)) return;
+  const first = proto;
+  for (let p: object | null = proto; p !== null; p = Object.getPrototypeOf(p) as object | null) {
+    if (Object.getPrototypeOf(p) === IncomingMessage.prototype) {
+      proto = p;
+      break;
+    }
+  }
+  if (!patched.has(proto)) {
+    if (Object.getOwnPropertyDescriptor(proto, 'route') === undefined)
+      Object.defineProperty(proto, 'route', ROUTE_DESCRIPTOR);
+    if (Object.getOwnPropertyDescriptor(proto, 'baseUrl') === undefined)
+      Object.defineProperty(proto, 'baseUrl', BASE_URL_DESCRIPTOR);
+    patched.add(proto);
+  }
+  // The router assigned this request's `baseUrl` before the accessor existed: move it behind it.
+  if (Object.hasOwn(req, 'baseUrl')) {
+    const holder = req as { baseUrl?: string };
+    const value = holder.baseUrl;
+    delete holder.baseUrl;
+    holder.baseUrl = value;
+  }
+  patched.add(first);
+}
 
 /**
  * The current request's context, or undefined outside a request. Pass `req` to read it from the

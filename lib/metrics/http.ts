@@ -4,7 +4,13 @@ import { performance } from 'node:perf_hooks';
 import type { Settings } from '../config/index.js';
 import type { RequestContext } from '../context/index.js';
 import { otelRegistered } from '../context/otel.js';
-import { CONTEXT_KEY, UNMATCHED } from '../context/store.js';
+import {
+  CONTEXT_KEY,
+  patchRequestPrototype,
+  ROUTE_TRACKER,
+  RouteTracker,
+  UNMATCHED,
+} from '../context/store.js';
 import { ConfigError, readOptions } from '../errors/index.js';
 import { routeOf } from '../logging/access-log.js';
 import type { Metrics } from './registry.js';
@@ -414,8 +420,13 @@ export function metrics(input: Readonly<MetricsMiddlewareOptions> = {}): Request
       return;
     }
     state.inFlight++;
-    if ((req as unknown as Record<symbol, unknown>)[CONTEXT_KEY] === undefined)
+    const holder = req as unknown as Record<symbol, unknown>;
+    if (holder[CONTEXT_KEY] === undefined) {
+      // No requestContext(): keep the route templates ourselves, or mount params would be labels.
       (res as unknown as Measured)[STARTED] = performance.now();
+      holder[ROUTE_TRACKER] = new RouteTracker();
+      patchRequestPrototype(req);
+    }
     // 'close' follows 'finish' on every response and also fires when the client goes away.
     res.on('close', onClose);
     next();
