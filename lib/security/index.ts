@@ -58,7 +58,7 @@ export function security(input: Readonly<SecurityOptions> = {}): SecurityMiddlew
     metricsFor('security', options.metrics, settings)?.pull(
       {
         name: 'security_events_total',
-        help: 'Security decisions by reason (sql_injection, banned, denied_ip, …) and action (blocked, logged, …).',
+        help: 'Security decisions by reason (sql_injection, deny_list, banned, invalid_input, …) and action (blocked, logged, banned, rejected).',
         type: 'counter',
         labelNames: ['reason', 'action'],
       },
