@@ -96,7 +96,9 @@ describe.each(DIALECTS)('createDatabase() metrics on %s', (dialect, make) => {
       }),
     );
     // One more caller than the pool holds: it waits.
-    const waiting = db.transaction(async (trx) => trx.raw('select 1 as one'));
+    const waiting = db.transaction(async (trx) => {
+      await trx.raw('select 1 as one');
+    });
     await waitUntil(async () => (await valueOf(metrics, 'db_pool_connections', { state: 'used' })) === max);
     await waitUntil(
       async () => ((await valueOf(metrics, 'db_pool_connections', { state: 'pending' })) ?? 0) >= 1,
