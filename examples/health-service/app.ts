@@ -152,7 +152,8 @@ export function createApp(options: Readonly<HealthServiceOptions>): Express {
   const makeLogger = options.createLogger ?? ((name: string) => createLogger(name, { settings }));
   const patientLogger = makeLogger('patients');
   const authLogger = makeLogger('auth');
-  const auth = options.auth ?? serviceAuth({ db, settings, logger: authLogger });
+  const registry = options.metrics ?? getMetrics();
+  const auth = options.auth ?? serviceAuth({ db, settings, logger: authLogger, metrics: registry });
   const users = new UserRepository(db);
   const api = settings.apiPrefix;
 
@@ -168,7 +169,6 @@ export function createApp(options: Readonly<HealthServiceOptions>): Express {
     });
   });
 
-  const registry = options.metrics ?? getMetrics();
   const protection =
     options.protection ??
     createProtection(settings, makeLogger, {

@@ -87,6 +87,7 @@ export function authRoutes(options: AuthRoutesOptions): Router {
           reason: found === undefined ? 'unknown_email' : 'wrong_password',
           user_id: found?.user.id,
         });
+        auth.recordLoginFailure(); // auth_failures_total{reason="invalid_credentials"}
         throw new UnauthorizedError('Invalid email or password', { code: 'INVALID_CREDENTIALS' });
       }
       sendTokens(res, auth.createTokens(claimsOf(found.user)));

@@ -111,6 +111,12 @@ export interface Auth {
   /** A handler serving our public keys as a JWKS (asymmetric keys only). */
   jwks(): RequestHandler;
   counters(): AuthCounters;
+  /**
+   * Count a failed password login (wrong password, unknown account) under
+   * `auth_failures_total{reason="invalid_credentials"}` and `onEvent`, beside the token failures
+   * `authenticate()` counts. Your login route logs the details; this writes no log line.
+   */
+  recordLoginFailure(): void;
   readonly revocation: RevocationStore;
   close(): Promise<void>;
 }
@@ -306,6 +312,9 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
       };
     },
     counters: () => monitor.counters(),
+    recordLoginFailure: () => {
+      monitor.loginFailure();
+    },
     revocation: store,
     async close() {
       unreport();

@@ -20,6 +20,7 @@ const FAILURE_REASONS: readonly AuthFailureReason[] = [
   'revoked',
   'refresh_reuse',
   'certificate_mismatch',
+  'invalid_credentials',
 ];
 
 /** Report an Auth's counters to `metrics` at scrape time; returns the function that stops it. */
@@ -111,6 +112,12 @@ export class AuthMonitor {
       reason === 'revoked' ? 'high' : 'medium',
     );
     this.#emit({ type: 'failure', reason });
+  }
+
+  /** A failed password login: counted and hooked, not logged (the login route logs its details). */
+  loginFailure(): void {
+    this.#failure.set('invalid_credentials', (this.#failure.get('invalid_credentials') ?? 0) + 1);
+    this.#emit({ type: 'failure', reason: 'invalid_credentials' });
   }
 
   issued(userId: string): void {

@@ -42,7 +42,8 @@ export type AuthFailureReason =
   | 'query_token'
   | 'revoked'
   | 'refresh_reuse'
-  | 'certificate_mismatch';
+  | 'certificate_mismatch'
+  | 'invalid_credentials';
 
 /** An authentication event, counted and written to the security log. */
 export interface AuthEvent {

@@ -35,6 +35,7 @@ const FAILURES: Readonly<Record<AuthFailureReason, readonly [string, string]>> =
   revoked: ['TOKEN_REVOKED', 'Token has been revoked'],
   refresh_reuse: ['TOKEN_REVOKED', 'Token has been revoked'],
   certificate_mismatch: ['TOKEN_INVALID', 'Token is bound to another client certificate'],
+  invalid_credentials: ['INVALID_CREDENTIALS', 'Invalid credentials'],
 };
 
 /** What every token must satisfy, fixed when `createAuth()` runs. */

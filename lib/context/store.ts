@@ -70,8 +70,9 @@ export class RouteTracker {
    * path that matched (Express assigns `req.params` before `req.baseUrl`). Keeps the template of
    * each router's mount path — `/api/patients/:pid/notes` rather than `/api/patients/42/notes` —
    * so route labels never carry a value. Requests through routers without params do no work here.
+   * `pattern` is the path the matching layer was mounted with, when the router says (Express 5).
    */
-  noteMount(actual: string, params: Readonly<Record<string, unknown>> | undefined): void {
+  noteMount(actual: string, params: Readonly<Record<string, unknown>> | undefined, pattern?: unknown): void {
     let mounts = this.mounts;
     if (mounts === undefined) {
       if (params === undefined || !hasKeys(params)) return;
@@ -87,7 +88,7 @@ export class RouteTracker {
     const base = mounts.length > 0 ? (mounts[mounts.length - 2] ?? '') : '';
     const baseTemplate = mounts.length > 0 ? (mounts[mounts.length - 1] ?? '') : '';
     const removed = actual.slice(base.length);
-    mounts.push(actual, baseTemplate + (params === undefined ? removed : templatize(removed, params)));
+    mounts.push(actual, baseTemplate + mountedAs(removed, params, pattern));
   }
 
   /** @internal The template of the mount path `actual` (itself when no router along it had params). */
@@ -194,27 +195,93 @@ function hasKeys(object: object): boolean {
   return false;
 }
 
-/** Replace each path segment that holds a param's value with `:name`. */
-function templatize(path: string, params: Readonly<Record<string, unknown>>): string {
-  if (!hasKeys(params)) return path;
-  const segments = path.split('/');
-  for (let i = 1; i < segments.length; i++) {
-    const segment = segments[i] ?? '';
-    let decoded = segment;
-    try {
-      decoded = decodeURIComponent(segment);
-    } catch {
-      // A malformed escape cannot equal a decoded param value; compare it as is.
-    }
-    for (const name in params) {
-      const value = params[name];
-      if (value === decoded || value === segment) {
-        segments[i] = `:${name}`;
-        break;
+function decode(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    // A malformed escape cannot equal a decoded param value; compare it as is.
+    return segment;
+  }
+}
+
+/**
+ * The template of the part of the path one router's mount matched (`removed`, e.g. `/patients/42/notes`).
+ *
+ * Express 5's router records the pattern it matched (`/patients/:pid/notes`): used as written
+ * when it has a fixed number of segments. Otherwise (Express 4, wildcards, optional parts) only
+ * the values are known, so they are put back as `:name`: each param once, in the order
+ * of its mount path (the order of `req.params`' keys), each to the first segment — or run of
+ * segments, for wildcards — at or after the previous one that decodes to its value. A value equal
+ * to a literal segment before it can still take that segment's place; the label is then wrong but
+ * still bounded (the value is one of the literals). When a value is found nowhere, the whole part
+ * becomes `/:name…` so that no value can reach a label.
+ */
+function mountedAs(
+  removed: string,
+  params: Readonly<Record<string, unknown>> | undefined,
+  pattern: unknown,
+): string {
+  if (params === undefined || !hasKeys(params)) return removed;
+  if (typeof pattern === 'string' && !/[*{(?+]/.test(pattern)) {
+    // `removed` may start with the literal mount paths of routers without params (they are not
+    // recorded): the pattern covers its last segments, one per segment of the pattern.
+    const own = pattern.length > 1 && pattern.endsWith('/') ? pattern.slice(0, -1) : pattern;
+    const ownSegments = own.split('/').length - 1;
+    const segments = removed.split('/');
+    if (segments.length - 1 >= ownSegments)
+      return segments.slice(0, segments.length - ownSegments).join('/') + own;
+  }
+  const segments = removed.split('/');
+  const names: string[] = [];
+  let from = 1;
+  let lost = false;
+  for (const name in params) {
+    if (!Object.hasOwn(params, name)) continue;
+    names.push(name);
+    const raw = params[name];
+    const value = Array.isArray(raw) ? raw.join('/') : raw;
+    if (typeof value !== 'string' || value === '') continue;
+    let start = -1;
+    let end = -1;
+    search: for (let i = from; i < segments.length; i++) {
+      let joined = '';
+      for (let j = i; j < segments.length; j++) {
+        joined = j === i ? decode(segments[j] ?? '') : `${joined}/${decode(segments[j] ?? '')}`;
+        if (joined === value) {
+          start = i;
+          end = j;
+          break search;
+        }
+        if (joined.length >= value.length) break;
       }
     }
+    if (start < 0) {
+      // A parent router's param (mergeParams) is not in this part at all: nothing to replace.
+      if (segments.some((segment) => decode(segment) === value || value.startsWith(`${decode(segment)}/`)))
+        lost = true;
+      continue;
+    }
+    segments.splice(start, end - start + 1, `:${name}`);
+    from = start + 1;
   }
-  return segments.join('/');
+  return lost ? `/:${names.join('/:')}` : segments.join('/');
+}
+
+/** The key under which Express 5's router records the pattern a layer matched (found on first use). */
+let matchedKey: symbol | undefined;
+
+function matchedPattern(req: object): unknown {
+  if (matchedKey !== undefined) {
+    const value = (req as Record<symbol, unknown>)[matchedKey];
+    if (value !== undefined) return value;
+  }
+  for (const key of Object.getOwnPropertySymbols(req)) {
+    if (key.description === 'router.tracing.matchedRoute') {
+      matchedKey = key;
+      return (req as Record<symbol, unknown>)[key];
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -266,7 +333,11 @@ export const BASE_URL_DESCRIPTOR: PropertyDescriptor = {
     this[BASE_URL] = value;
     if (value === undefined || value === '') return;
     const ctx = this[CONTEXT_KEY] ?? this[ROUTE_TRACKER];
-    if (ctx !== undefined) ctx.noteMount(value, this.params);
+    if (ctx === undefined) return;
+    const params = this.params;
+    // Only a mount with params needs its pattern (the common case: none, no work).
+    if (params === undefined || (!hasKeys(params) && ctx.mounts === undefined)) return;
+    ctx.noteMount(value, params, matchedPattern(this));
   },
 };
 
@@ -280,29 +351,35 @@ const patched = new WeakSet<object>();
  */
 export function patchRequestPrototype(req: object): void {
   let proto = Object.getPrototypeOf(req) as object | null;
-  if (proto === null || patched.has(proto)) return;
-  const first = proto;
-  for (let p: object | null = proto; p !== null; p = Object.getPrototypeOf(p) as object | null) {
-    if (Object.getPrototypeOf(p) === IncomingMessage.prototype) {
-      proto = p;
-      break;
+  if (proto !== null && !patched.has(proto)) {
+    const first = proto;
+    for (let p: object | null = proto; p !== null; p = Object.getPrototypeOf(p) as object | null) {
+      if (Object.getPrototypeOf(p) === IncomingMessage.prototype) {
+        proto = p;
+        break;
+      }
     }
+    if (!patched.has(proto)) {
+      if (Object.getOwnPropertyDescriptor(proto, 'route') === undefined)
+        Object.defineProperty(proto, 'route', ROUTE_DESCRIPTOR);
+      if (Object.getOwnPropertyDescriptor(proto, 'baseUrl') === undefined)
+        Object.defineProperty(proto, 'baseUrl', BASE_URL_DESCRIPTOR);
+      patched.add(proto);
+    }
+    patched.add(first);
   }
-  if (!patched.has(proto)) {
-    if (Object.getOwnPropertyDescriptor(proto, 'route') === undefined)
-      Object.defineProperty(proto, 'route', ROUTE_DESCRIPTOR);
-    if (Object.getOwnPropertyDescriptor(proto, 'baseUrl') === undefined)
-      Object.defineProperty(proto, 'baseUrl', BASE_URL_DESCRIPTOR);
-    patched.add(proto);
-  }
-  // The router assigned this request's `baseUrl` before the accessor existed: move it behind it.
   if (Object.hasOwn(req, 'baseUrl')) {
+    // Express 4 assigns `req.baseUrl` before it gives the request the app's prototype (and Express
+    // 5 did on this app's first request): the accessor must sit lower, on IncomingMessage itself,
+    // where it behaves as a plain property for every request without a context. Then this
+    // request's value moves behind it; later requests assign through it from the start.
+    if (Object.getOwnPropertyDescriptor(IncomingMessage.prototype, 'baseUrl') === undefined)
+      Object.defineProperty(IncomingMessage.prototype, 'baseUrl', BASE_URL_DESCRIPTOR);
     const holder = req as { baseUrl?: string };
     const value = holder.baseUrl;
     delete holder.baseUrl;
     holder.baseUrl = value;
   }
-  patched.add(first);
 }
 
 /**

@@ -135,7 +135,8 @@ export function errors(input: Readonly<ErrorsOptions> = {}): ErrorRequestHandler
     const meta = { status, error_code: appError.code, method: req.method, route: routeOf(req) };
     counted?.inc({ error_code: appError.code, status_code: status });
     const span = activeSpan();
-    span?.setAttribute('error.type', appError.code);
+    // Our stable code, beside the instrumentation's `error.type` (it writes the status there).
+    span?.setAttribute('app.error_code', appError.code);
     if (status >= 500) {
       const logged = appError === err || !isAppError(err) ? (appError.cause ?? appError) : err;
       logger.error(appError.expose ? appError.message : 'request failed', { ...meta, error: logged });

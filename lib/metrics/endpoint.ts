@@ -5,7 +5,7 @@ import type { Settings } from '../config/index.js';
 import { loadSettings } from '../config/index.js';
 import { ConfigError, ForbiddenError, readOptions, UnauthorizedError } from '../errors/index.js';
 import { IpList } from '../net/ip.js';
-import { SCRAPE } from './http.js';
+import { markScrape } from './http.js';
 import type { Metrics } from './registry.js';
 import { getMetrics, Metrics as MetricsClass } from './registry.js';
 
@@ -118,7 +118,7 @@ export function metricsEndpoint(input: Readonly<MetricsEndpointOptions> = {}): R
       next();
       return;
     }
-    (req as unknown as Record<symbol, boolean>)[SCRAPE] = true;
+    markScrape(req);
     if (allow.size > 0 && !allow.has(req.ip ?? req.socket.remoteAddress)) {
       next(new ForbiddenError('This address may not read metrics'));
       return;
@@ -127,8 +127,11 @@ export function metricsEndpoint(input: Readonly<MetricsEndpointOptions> = {}): R
       const header = req.headers.authorization;
       const given = header !== undefined && /^bearer /i.test(header) ? header.slice(7).trim() : undefined;
       if (given === undefined || !timingSafeEqual(digest(given), expected)) {
-        res.setHeader('WWW-Authenticate', 'Bearer realm="metrics"');
-        next(new UnauthorizedError(given === undefined ? 'A bearer token is required' : 'Invalid token'));
+        next(
+          new UnauthorizedError(given === undefined ? 'A bearer token is required' : 'Invalid token', {
+            realm: 'metrics',
+          }),
+        );
         return;
       }
     }

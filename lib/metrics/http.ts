@@ -50,8 +50,30 @@ const KNOWN = [
 export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
 export const SIZE_BUCKETS = [100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000] as const;
 
-/** Marks a request `metricsEndpoint()` answered: scrapes are not counted as traffic. */
-export const SCRAPE = Symbol('caduceus.metrics.scrape');
+/** On a request `metrics()` counts in flight: its HttpMetrics, until it ends or turns out to be a scrape. */
+const IN_FLIGHT = Symbol('caduceus.metrics.inFlight');
+
+/**
+ * `metricsEndpoint()` answers this request: it is not traffic. It leaves `http_requests_in_flight`
+ * at once (the gauge it is about to read should not count the scrape) and is not counted when it ends.
+ */
+export function markScrape(req: object): void {
+  const holder = req as Record<symbol, HttpMetrics | undefined>;
+  const counted = holder[IN_FLIGHT];
+  if (counted !== undefined) {
+    counted.inFlight--;
+    holder[IN_FLIGHT] = undefined;
+  }
+}
+
+const HTTP_FAMILIES = [
+  'http_requests_total',
+  'http_request_duration_seconds',
+  'http_request_size_bytes',
+  'http_response_size_bytes',
+  'http_requests_aborted_total',
+  'http_requests_in_flight',
+] as const;
 
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'] as const;
 const OTHER_METHOD = METHODS.length;
@@ -142,6 +164,11 @@ class HttpMetrics {
   }
 
   register(metrics: Metrics): void {
+    for (const name of HTTP_FAMILIES)
+      if (metrics.registry.getSingleMetric(name) !== undefined)
+        throw new ConfigError(
+          `metrics: the registry already has a metric named "${name}"; metrics() needs the http_* names for itself`,
+        );
     const family = (name: string, help: string, type: string, values: () => Sample[]): void => {
       const metric = {
         name,
@@ -362,9 +389,10 @@ export function metrics(input: Readonly<MetricsMiddlewareOptions> = {}): Request
   const state = http;
 
   function onClose(this: ServerResponse & Measured): void {
-    state.inFlight--;
     const req = this.req as Request & Record<symbol, unknown>;
-    if (req[SCRAPE] === true) return;
+    // A scrape left the gauge when metricsEndpoint() took it, and is not traffic.
+    if (req[IN_FLIGHT] === undefined) return;
+    state.inFlight--;
     const ctx = req[CONTEXT_KEY] as RequestContext | undefined;
     const now = performance.now();
     const seconds = (now - (ctx?.startHr ?? this[STARTED] ?? now)) / 1000;
@@ -421,6 +449,7 @@ export function metrics(input: Readonly<MetricsMiddlewareOptions> = {}): Request
     }
     state.inFlight++;
     const holder = req as unknown as Record<symbol, unknown>;
+    holder[IN_FLIGHT] = state;
     if (holder[CONTEXT_KEY] === undefined) {
       // No requestContext(): keep the route templates ourselves, or mount params would be labels.
       (res as unknown as Measured)[STARTED] = performance.now();

@@ -33,7 +33,7 @@ function escapeLabel(value: string): string {
 }
 
 function escapeHelp(value: string): string {
-  return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+  return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
 
 function number(value: number): string {

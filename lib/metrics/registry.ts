@@ -135,14 +135,14 @@ export class Metrics {
 
   /** A counter in this registry; the same name again returns the same counter. */
   counter<L extends string = string>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> {
-    return this.#instrument(name, 'counter', labelNames, () => {
+    return this.#instrument(name, Counter, labelNames, () => {
       return new Counter<L>({ name, help, labelNames, registers: [this.registry] });
     });
   }
 
   /** A gauge in this registry; the same name again returns the same gauge. */
   gauge<L extends string = string>(name: string, help: string, labelNames: readonly L[] = []): Gauge<L> {
-    return this.#instrument(name, 'gauge', labelNames, () => {
+    return this.#instrument(name, Gauge, labelNames, () => {
       return new Gauge<L>({ name, help, labelNames, registers: [this.registry] });
     });
   }
@@ -154,7 +154,7 @@ export class Metrics {
     labelNames: readonly L[] = [],
     buckets?: readonly number[],
   ): Histogram<L> {
-    return this.#instrument(name, 'histogram', labelNames, () => {
+    return this.#instrument(name, Histogram, labelNames, () => {
       return new Histogram<L>({
         name,
         help,
@@ -197,17 +197,24 @@ export class Metrics {
     return openMetrics ? renderOpenMetrics(await this.registry.getMetricsAsJSON()) : this.registry.metrics();
   }
 
-  #instrument<T>(name: string, type: string, labelNames: readonly string[], make: () => T): T {
+  #instrument<T>(
+    name: string,
+    kind: abstract new (...args: never[]) => unknown,
+    labelNames: readonly string[],
+    make: () => T,
+  ): T {
     const existing = this.registry.getSingleMetric(name) as
       { type?: string; labelNames?: readonly string[] } | undefined;
     if (existing !== undefined) {
-      if (existing.type !== type || (existing.labelNames ?? []).join() !== labelNames.join())
+      // Only an instrument of the same class and labels is handed out again: never a family
+      // that metrics() or pull() keeps (it has no inc/set/observe).
+      if (!(existing instanceof kind) || (existing.labelNames ?? []).join() !== labelNames.join())
         throw new ConfigError(
           `metrics: "${name}" is already registered as a ${String(existing.type)} with labels [${(existing.labelNames ?? []).join(', ')}]`,
         );
       return existing as T;
     }
-    checkNames(name, labelNames);
+    checkNames(name, labelNames, kind === Histogram);
     return make();
   }
 }
@@ -218,10 +225,15 @@ function noop(): void {
   // Nothing was registered.
 }
 
-function checkNames(name: string, labelNames: readonly string[]): void {
+function checkNames(name: string, labelNames: readonly string[], histogram = false): void {
   if (!METRIC_NAME.test(name)) throw new ConfigError(`metrics: "${name}" is not a valid metric name`);
   for (const label of labelNames)
-    if (!LABEL_NAME.test(label) || label.startsWith('__') || label === 'app')
+    if (
+      !LABEL_NAME.test(label) ||
+      label.startsWith('__') ||
+      label === 'app' ||
+      (histogram && (label === 'le' || label === 'quantile'))
+    )
       throw new ConfigError(`metrics: "${label}" is not a valid label name for ${name}`);
 }
 

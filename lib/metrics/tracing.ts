@@ -1,3 +1,4 @@
+import type { Request } from 'express';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { Settings } from '../config/index.js';
@@ -5,6 +6,7 @@ import { loadSettings } from '../config/index.js';
 import { ConfigError, readOptions } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
 import { createLogger } from '../logging/index.js';
+import { routeOf } from '../logging/access-log.js';
 
 export interface TracingOptions {
   /** `service.name` of the spans. Default `OTEL_SERVICE_NAME`, else `APP_NAME`. */
@@ -46,7 +48,33 @@ interface NodeSdk {
 }
 type NodeSdkModule = { NodeSDK: new (config: Record<string, unknown>) => NodeSdk };
 type ExporterModule = { OTLPTraceExporter: new (config: { url?: string }) => unknown };
-type HttpModule = { HttpInstrumentation: new () => unknown };
+type HttpModule = { HttpInstrumentation: new (config: Record<string, unknown>) => unknown };
+
+interface SpanLike {
+  setAttribute(key: string, value: string): void;
+}
+
+const REDACTED = '[REDACTED]';
+
+/**
+ * The HTTP instrumentation records the raw URL — ids in the path, anything in the query — which
+ * caduceus keeps out of logs and labels. At the end of each span: a server span's path becomes
+ * the route template (or `[REDACTED]` when no route matched) and its query `[REDACTED]`; a client
+ * span's URL keeps only its origin.
+ */
+function redactUrls(span: SpanLike, request: unknown): void {
+  const outgoing = request as { getHeader?: unknown; protocol?: string; host?: string; path?: string };
+  if (typeof outgoing.getHeader === 'function') {
+    const origin = `${outgoing.protocol ?? 'http:'}//${outgoing.host ?? ''}`;
+    const path = outgoing.path ?? '/';
+    span.setAttribute('url.full', path === '/' ? `${origin}/` : `${origin}/${REDACTED}`);
+    return;
+  }
+  const incoming = request as Request;
+  span.setAttribute('url.path', routeOf(incoming) ?? REDACTED);
+  if (typeof incoming.url === 'string' && incoming.url.includes('?'))
+    span.setAttribute('url.query', REDACTED);
+}
 
 const PACKAGES =
   '@opentelemetry/api @opentelemetry/sdk-node @opentelemetry/exporter-trace-otlp-http @opentelemetry/instrumentation-http';
@@ -76,10 +104,6 @@ async function load<T>(name: string): Promise<T> {
 export async function startTracing(input: Readonly<TracingOptions> = {}): Promise<Tracing | undefined> {
   const options = readOptions<TracingOptions>('startTracing', input, KNOWN);
   const settings = options.settings ?? loadSettings(process.env);
-  const enabled = options.enabled ?? settings.monitoring.enableTracing;
-  if (typeof enabled !== 'boolean')
-    throw ConfigError.option('startTracing', 'enabled', 'true or false', enabled);
-  if (!enabled) return undefined;
   const { serviceName, endpoint, instrumentations } = options;
   if (serviceName !== undefined && (typeof serviceName !== 'string' || serviceName === ''))
     throw ConfigError.option('startTracing', 'serviceName', 'a non-empty string', serviceName);
@@ -92,12 +116,19 @@ export async function startTracing(input: Readonly<TracingOptions> = {}): Promis
       'an array of instrumentations',
       instrumentations,
     );
+  // Options are checked even when tracing is off: a mistake must not wait for ENABLE_TRACING=true.
+  const enabled = options.enabled ?? settings.monitoring.enableTracing;
+  if (typeof enabled !== 'boolean')
+    throw ConfigError.option('startTracing', 'enabled', 'true or false', enabled);
+  if (!enabled) return undefined;
   const logger = options.logger ?? createLogger('tracing', { settings });
 
   const { NodeSDK } = await load<NodeSdkModule>('@opentelemetry/sdk-node');
   const { OTLPTraceExporter } = await load<ExporterModule>('@opentelemetry/exporter-trace-otlp-http');
   const registered = instrumentations ?? [
-    new (await load<HttpModule>('@opentelemetry/instrumentation-http')).HttpInstrumentation(),
+    new (await load<HttpModule>('@opentelemetry/instrumentation-http')).HttpInstrumentation({
+      applyCustomAttributesOnSpan: redactUrls,
+    }),
   ];
   const sdk = new NodeSDK({
     serviceName: serviceName ?? process.env.OTEL_SERVICE_NAME ?? settings.appName,

@@ -60,6 +60,31 @@ describe.each(eachExpress)('createAuth() metrics (%s)', (_name, variant) => {
     expect(await samples(metrics, 'auth_success_total')).toEqual([]);
   });
 
+  test('recordLoginFailure() counts a failed password login as invalid_credentials, and calls onEvent', async () => {
+    const metrics = testMetrics();
+    const events: core.AuthEvent[] = [];
+    const auth = core.createAuth({
+      secret: SECRET,
+      settings,
+      logger,
+      metrics,
+      redis: false,
+      onEvent: (e) => events.push(e),
+    });
+    try {
+      auth.recordLoginFailure();
+      auth.recordLoginFailure();
+      expect(await valueOf(metrics, 'auth_failures_total', { reason: 'invalid_credentials' })).toBe(2);
+      expect(auth.counters().failure.invalid_credentials).toBe(2);
+      expect(events).toEqual([
+        { type: 'failure', reason: 'invalid_credentials' },
+        { type: 'failure', reason: 'invalid_credentials' },
+      ]);
+    } finally {
+      await auth.close();
+    }
+  });
+
   test('two Auths on one registry add up; metrics: false reports nothing', async () => {
     const metrics = testMetrics();
     const one = core.createAuth({ secret: SECRET, settings, logger, metrics, redis: false });

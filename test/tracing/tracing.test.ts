@@ -123,9 +123,10 @@ describe.each(EXPRESS.map((v) => [v.name, v.major] as const))('startTracing() on
     expect(status).toBe(500);
     expect(span.name).toBe('GET /explode');
     expect(span.status?.code).toBe(STATUS_ERROR);
-    // The http instrumentation sets `error.type` (and the status) again when the response finishes:
-    // the status code, as the semantic conventions ask; errors()' own `error.type` does not survive.
+    // The http instrumentation sets `error.type` (and the status) when the response finishes: the
+    // status code, as the semantic conventions ask; errors() adds the stable code beside it.
     expect(attribute(span.attributes, 'error.type')).toBe('500');
+    expect(attribute(span.attributes, 'app.error_code')).toBe('INTERNAL_ERROR');
     const exceptions = (span.events ?? []).filter((e) => e.name === 'exception');
     expect(exceptions).toHaveLength(1);
     const event = exceptions[0]!.attributes;
@@ -203,13 +204,13 @@ describe.each(EXPRESS.map((v) => [v.name, v.major] as const))('startTracing() on
     expect(line).toMatchObject({ route: '/patients/:id', status: 200 });
   });
 
-  // Known lib bug (lib/metrics/tracing.ts, `new HttpInstrumentation()` with no configuration): the
-  // server span keeps `url.path` and `url.query` as received, so identifiers in the path and values
-  // in the query string (`?ssn=…`) are exported raw, though caduceus keeps them out of logs and
-  // metric labels. Drop `.failing` once startTracing() strips or redacts them.
-  test.failing('identifiers in the URL never reach the exported spans', async () => {
+  // startTracing() configures the HTTP instrumentation so that the server span's path is the route
+  // template and its query is redacted: identifiers in the URL never leave the process.
+  test('identifiers in the URL never reach the exported spans', async () => {
     const { span } = await traced('/patients/MRN-555123?ssn=987-65-4320');
     expect(span.name).toBe('GET /patients/:id');
+    expect(attribute(span.attributes, 'url.path')).toBe('/patients/:id');
+    expect(attribute(span.attributes, 'url.query')).toBe('[REDACTED]');
     const exported = JSON.stringify(span);
     expect(exported).not.toContain('987-65-4320');
     expect(exported).not.toContain('MRN-555123');
