@@ -14,6 +14,7 @@ import { snapshot, waitForQuiet, windowCpu } from './support/cpu-meter.js';
 import type { CpuSnapshot } from './support/cpu-meter.js';
 import { formatDifference, formatSummary, summarise } from './support/cpu-profile.js';
 import type { CpuProfile, ProfileSummary } from './support/cpu-profile.js';
+import { formatCounts } from './metrics/counts.js';
 import { parseOptions, usage } from './support/options.js';
 import type { BenchOptions } from './support/options.js';
 import { runLoad, startServer } from './support/processes.js';
@@ -25,6 +26,11 @@ import type { RoundResult } from './support/report.js';
 const ROOT = join(__dirname, '..');
 const APPS = join(__dirname, 'apps');
 const RESULTS = join(__dirname, 'results');
+const SUITES: Record<BenchOptions['suite'], string> = {
+  core: APPS,
+  guards: join(__dirname, 'guards', 'apps'),
+  metrics: join(__dirname, 'metrics', 'apps'),
+};
 
 interface Variant {
   name: string;
@@ -32,7 +38,7 @@ interface Variant {
 }
 
 function discoverVariants(options: BenchOptions): Variant[] {
-  const dir = options.suite === 'guards' ? join(__dirname, 'guards', 'apps') : APPS;
+  const dir = SUITES[options.suite];
   const all = readdirSync(dir)
     .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
     .map((f) => ({ name: f.slice(0, -3), script: join(dir, f) }));
@@ -195,6 +201,8 @@ async function benchmark(
   for (const s of summaries) {
     for (const w of s.warnings) console.log(`⚠ ${s.name}: ${w}`);
   }
+  const counts = formatCounts(rounds, 2 * options.connections * options.pipelining);
+  if (counts !== '') console.log(`${counts}\n`);
 
   mkdirSync(RESULTS, { recursive: true });
   const file = join(RESULTS, `bench-${stamp()}.json`);

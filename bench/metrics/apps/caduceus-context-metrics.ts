@@ -1,0 +1,3 @@
+import { serveCaduceus } from '../shared.js';
+
+serveCaduceus(true);

@@ -1,0 +1,3 @@
+import { servePromBundle } from '../shared.js';
+
+servePromBundle();
