@@ -177,15 +177,24 @@ const ROUTE_FALLBACK = Symbol('caduceus.route');
 export const UNMATCHED = Symbol.for('caduceus.unmatched');
 const BASE_URL = Symbol('caduceus.baseUrl');
 
-/** Where `metrics()` keeps a RouteTracker on requests without a context. */
+/**
+ * On requests without a context, `metrics()` sets this to `true`: "track routes". The `baseUrl`
+ * accessor replaces it with a RouteTracker when a router with params is entered — until then the
+ * route's template is `baseUrl` + its path, no tracker needed (no allocation per request).
+ */
 export const ROUTE_TRACKER = Symbol('caduceus.routeTracker');
+
+function trackerOf(holder: RouteHolder): RouteTracker | undefined {
+  const tracker = holder[ROUTE_TRACKER];
+  return tracker === true ? undefined : tracker;
+}
 
 interface RouteHolder {
   method?: string;
   baseUrl?: string;
   params?: Record<string, unknown>;
   [CONTEXT_KEY]?: Context;
-  [ROUTE_TRACKER]?: RouteTracker;
+  [ROUTE_TRACKER]?: RouteTracker | true;
   [ROUTE_FALLBACK]?: { path?: unknown };
   [BASE_URL]?: string;
 }
@@ -293,11 +302,11 @@ export const ROUTE_DESCRIPTOR: PropertyDescriptor = {
   configurable: true,
   enumerable: true,
   get(this: RouteHolder) {
-    const ctx = this[CONTEXT_KEY] ?? this[ROUTE_TRACKER];
+    const ctx = this[CONTEXT_KEY] ?? trackerOf(this);
     return ctx === undefined ? this[ROUTE_FALLBACK] : ctx.matchedRoute;
   },
   set(this: RouteHolder, route: { path?: unknown } | undefined) {
-    const ctx = this[CONTEXT_KEY] ?? this[ROUTE_TRACKER];
+    const ctx = this[CONTEXT_KEY] ?? trackerOf(this);
     if (ctx === undefined) {
       // A request that passed neither requestContext() nor metrics(): behave like a plain property.
       this[ROUTE_FALLBACK] = route;
@@ -332,11 +341,12 @@ export const BASE_URL_DESCRIPTOR: PropertyDescriptor = {
   set(this: RouteHolder, value: string | undefined) {
     this[BASE_URL] = value;
     if (value === undefined || value === '') return;
-    const ctx = this[CONTEXT_KEY] ?? this[ROUTE_TRACKER];
+    let ctx = this[CONTEXT_KEY] ?? this[ROUTE_TRACKER];
     if (ctx === undefined) return;
     const params = this.params;
     // Only a mount with params needs its pattern (the common case: none, no work).
-    if (params === undefined || (!hasKeys(params) && ctx.mounts === undefined)) return;
+    if (params === undefined || (!hasKeys(params) && (ctx === true || ctx.mounts === undefined))) return;
+    if (ctx === true) ctx = this[ROUTE_TRACKER] = new RouteTracker();
     ctx.noteMount(value, params, matchedPattern(this));
   },
 };

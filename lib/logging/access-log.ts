@@ -65,8 +65,9 @@ function compileSkip(skip: LoggingOptions['skip']): SkipFn {
  * `requestContext()` at match time, else (without it) from `baseUrl` + the route's path.
  */
 export function routeOf(req: Request): string | undefined {
-  const holder = req as unknown as Record<symbol, { route: string | undefined } | undefined>;
-  const recorded = (holder[CONTEXT_KEY] ?? holder[ROUTE_TRACKER])?.route;
+  const holder = req as unknown as Record<symbol, { route?: string | undefined } | true | undefined>;
+  const tracked = holder[CONTEXT_KEY] ?? holder[ROUTE_TRACKER];
+  const recorded = tracked === true ? undefined : tracked?.route;
   if (recorded !== undefined) return recorded;
   const route = (req as { route?: { path?: unknown } }).route;
   if (route === undefined) return undefined;

@@ -118,7 +118,7 @@ export function metricsEndpoint(input: Readonly<MetricsEndpointOptions> = {}): R
       next();
       return;
     }
-    markScrape(req);
+    if (aggregator === undefined) markScrape(res, metrics ?? getMetrics());
     if (allow.size > 0 && !allow.has(req.ip ?? req.socket.remoteAddress)) {
       next(new ForbiddenError('This address may not read metrics'));
       return;

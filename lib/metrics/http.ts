@@ -4,13 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { Settings } from '../config/index.js';
 import type { RequestContext } from '../context/index.js';
 import { otelRegistered } from '../context/otel.js';
-import {
-  CONTEXT_KEY,
-  patchRequestPrototype,
-  ROUTE_TRACKER,
-  RouteTracker,
-  UNMATCHED,
-} from '../context/store.js';
+import { CONTEXT_KEY, patchRequestPrototype, ROUTE_TRACKER, UNMATCHED } from '../context/store.js';
 import { ConfigError, readOptions } from '../errors/index.js';
 import { routeOf } from '../logging/access-log.js';
 import type { Metrics } from './registry.js';
@@ -50,19 +44,20 @@ const KNOWN = [
 export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
 export const SIZE_BUCKETS = [100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000] as const;
 
-/** On a request `metrics()` counts in flight: its HttpMetrics, until it ends or turns out to be a scrape. */
-const IN_FLIGHT = Symbol('caduceus.metrics.inFlight');
-
 /**
- * `metricsEndpoint()` answers this request: it is not traffic. It leaves `http_requests_in_flight`
- * at once (the gauge it is about to read should not count the scrape) and is not counted when it ends.
+ * `metricsEndpoint()` answers this request: it is not traffic. When a `metrics()` of the registry
+ * it serves counted it in flight, it leaves `http_requests_in_flight` at once (the gauge about to
+ * be read should not count the scrape) and its close listener goes, so it is never counted.
+ * Found through the response's listeners: nothing is stored on every request for this.
  */
-export function markScrape(req: object): void {
-  const holder = req as Record<symbol, HttpMetrics | undefined>;
-  const counted = holder[IN_FLIGHT];
-  if (counted !== undefined) {
-    counted.inFlight--;
-    holder[IN_FLIGHT] = undefined;
+export function markScrape(res: Response, metrics: Metrics): void {
+  const http = httpByMetrics.get(metrics);
+  if (http === undefined) return;
+  for (const listener of res.listeners('close')) {
+    if (http.closeListeners.has(listener as () => void)) {
+      res.removeListener('close', listener as () => void);
+      http.inFlight--;
+    }
   }
 }
 
@@ -132,6 +127,8 @@ interface Sample {
 class HttpMetrics {
   readonly #routes = new Map<string, Map<number, Series>>();
   inFlight = 0;
+  /** The close listener of each metrics() reporting here (see markScrape). */
+  readonly closeListeners = new Set<() => void>();
 
   constructor(
     readonly durationBounds: readonly number[],
@@ -387,11 +384,10 @@ export function metrics(input: Readonly<MetricsMiddlewareOptions> = {}): Request
     );
   }
   const state = http;
+  state.closeListeners.add(onClose);
 
   function onClose(this: ServerResponse & Measured): void {
     const req = this.req as Request & Record<symbol, unknown>;
-    // A scrape left the gauge when metricsEndpoint() took it, and is not traffic.
-    if (req[IN_FLIGHT] === undefined) return;
     state.inFlight--;
     const ctx = req[CONTEXT_KEY] as RequestContext | undefined;
     const now = performance.now();
@@ -449,11 +445,10 @@ export function metrics(input: Readonly<MetricsMiddlewareOptions> = {}): Request
     }
     state.inFlight++;
     const holder = req as unknown as Record<symbol, unknown>;
-    holder[IN_FLIGHT] = state;
     if (holder[CONTEXT_KEY] === undefined) {
       // No requestContext(): keep the route templates ourselves, or mount params would be labels.
       (res as unknown as Measured)[STARTED] = performance.now();
-      holder[ROUTE_TRACKER] = new RouteTracker();
+      holder[ROUTE_TRACKER] = true;
       patchRequestPrototype(req);
     }
     // 'close' follows 'finish' on every response and also fires when the client goes away.
