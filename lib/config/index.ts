@@ -233,5 +233,7 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>> =
   }
   const security = out.security as { corsOrigins: string[] } | undefined;
   if (security !== undefined) Object.freeze(security.corsOrigins);
+  const monitoring = out.monitoring as { metricsAllowIps?: readonly string[] } | undefined;
+  if (monitoring?.metricsAllowIps !== undefined) Object.freeze(monitoring.metricsAllowIps);
   return Object.freeze(out) as unknown as Settings;
 }

@@ -171,18 +171,21 @@ export function storage(): AsyncLocalStorage<RequestContext> {
 /** Property under which the context is also pinned to `req`, for code that runs outside the async tree. */
 export const CONTEXT_KEY = Symbol.for('caduceus.context');
 
-const ROUTE_FALLBACK = Symbol('caduceus.route');
+// The accessors below may be installed by one copy of caduceus (the ESM and the CJS build, two
+// versions, a test runner's module registries) and used by another, one on IncomingMessage and
+// one on Express's request: their storage keys are global symbols so every copy sees one value.
+const ROUTE_FALLBACK = Symbol.for('caduceus.route');
 
 /** Set on `req` by `notFound()`: no route took the request, whatever matched on the way. */
 export const UNMATCHED = Symbol.for('caduceus.unmatched');
-const BASE_URL = Symbol('caduceus.baseUrl');
+const BASE_URL = Symbol.for('caduceus.baseUrl');
 
 /**
  * On requests without a context, `metrics()` sets this to `true`: "track routes". The `baseUrl`
  * accessor replaces it with a RouteTracker when a router with params is entered — until then the
  * route's template is `baseUrl` + its path, no tracker needed (no allocation per request).
  */
-export const ROUTE_TRACKER = Symbol('caduceus.routeTracker');
+export const ROUTE_TRACKER = Symbol.for('caduceus.routeTracker');
 
 function trackerOf(holder: RouteHolder): RouteTracker | undefined {
   const tracker = holder[ROUTE_TRACKER];

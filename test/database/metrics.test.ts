@@ -54,7 +54,9 @@ describe.each(DIALECTS)('createDatabase() metrics on %s', (dialect, make) => {
     await db.knex('items').where({ name: 'gamma' }).del();
     await db.knex.raw('select 1 as one');
     await db.knex.raw('create index items_by_name_again on items (name)');
-    await expect(db.knex('items').insert({ name: 'alpha-078-05-1120' })).rejects.toThrow();
+    // The driver's error may come from another realm (a native module is loaded once per process):
+    // check its shape, not `instanceof Error`.
+    await expect(db.knex('items').insert({ name: 'alpha-078-05-1120' })).rejects.toHaveProperty('message');
 
     const count = (operation: string, status: string) =>
       valueOf(
