@@ -2,17 +2,23 @@
  * Two copies of caduceus in one process (the ESM and the CJS build, two versions): the route and
  * baseUrl accessors one copy installs must serve the other copy's requests.
  */
+import type { Express, Router } from 'express';
 import request from 'supertest';
-import type Express4 from 'express4';
 import type * as Core from '../../lib/index';
 
+/** Express 4 (the `express4` alias) typed with Express's own types, as test/support/express.ts does. */
+interface Express4 {
+  (): Express;
+  Router: (options?: { mergeParams?: boolean }) => Router;
+}
+
 /** A copy of caduceus and of Express 4, as another module registry (another test file, another build) has them. */
-function loadCopy(): { core: typeof Core; express4: typeof Express4 } {
-  let copy: { core: typeof Core; express4: typeof Express4 } | undefined;
+function loadCopy(): { core: typeof Core; express4: Express4 } {
+  let copy: { core: typeof Core; express4: Express4 } | undefined;
   jest.isolateModules(() => {
     copy = {
       core: jest.requireActual<typeof Core>('../../lib/index'),
-      express4: jest.requireActual<typeof Express4>('express4'),
+      express4: jest.requireActual<Express4>('express4'),
     };
   });
   if (copy === undefined) throw new Error('no copy');
