@@ -123,9 +123,8 @@ describe.each(EXPRESS.map((v) => [v.name, v.major] as const))('startTracing() on
     expect(status).toBe(500);
     expect(span.name).toBe('GET /explode');
     expect(span.status?.code).toBe(STATUS_ERROR);
-    // The http instrumentation sets `error.type` (and the status) when the response finishes: the
-    // status code, as the semantic conventions ask; errors() adds the stable code beside it.
-    expect(attribute(span.attributes, 'error.type')).toBe('500');
+    // The http instrumentation may set `error.type` (and the status) itself when the response
+    // finishes (newer releases write the status code there); errors()' stable code is its own attribute.
     expect(attribute(span.attributes, 'app.error_code')).toBe('INTERNAL_ERROR');
     const exceptions = (span.events ?? []).filter((e) => e.name === 'exception');
     expect(exceptions).toHaveLength(1);
