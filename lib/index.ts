@@ -158,3 +158,23 @@ export type {
   ThreatLocation,
 } from './security/index.js';
 export { security, API_HELMET_PRESET, DEFAULT_PERMISSIONS_POLICY } from './security/index.js';
+
+// health
+export type {
+  HealthOptions,
+  HealthRouter,
+  HealthReport,
+  HealthCheckResult,
+  HealthCheckStatus,
+  CheckDetails,
+  HealthCheck,
+  HealthDatabase,
+  HealthBreaker,
+  HealthFlags,
+  FlagStoreStatus,
+  GracefulShutdownOptions,
+  GracefulShutdown,
+  ShutdownServer,
+  Closable,
+} from './health/index.js';
+export { health, gracefulShutdown } from './health/index.js';
