@@ -178,3 +178,24 @@ export type {
   Closable,
 } from './health/index.js';
 export { health, gracefulShutdown } from './health/index.js';
+
+// flags
+export type {
+  FeatureFlags,
+  FeatureFlagsOptions,
+  FlagDefinition,
+  StoredFlagDefinition,
+  FlagVariant,
+  JsonValue,
+  FlagContext,
+  FlagContextInput,
+  FlagEvaluation,
+  FlagReason,
+  FlagsStatus,
+  AdminRouterOptions,
+  RequestFlags,
+  FlagsProvider,
+  FlagResolution,
+  OpenFeatureContext,
+} from './flags/index.js';
+export { featureFlags, configureFlags, getFeatureFlags, isFeatureEnabled } from './flags/index.js';
