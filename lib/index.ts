@@ -179,6 +179,32 @@ export type {
 } from './health/index.js';
 export { health, gracefulShutdown } from './health/index.js';
 
+// resilience
+export type {
+  CircuitBreaker,
+  CircuitBreakerOptions,
+  CircuitBreakerState,
+  CircuitBreakerMode,
+  CircuitBreakerEvent,
+  CircuitBreakerStats,
+  BreakerDecorator,
+  CallResult,
+  StateChange,
+  RetryOptions,
+  RetryEvent,
+  TimeoutOptions,
+  Bulkhead,
+} from './resilience/index.js';
+export {
+  circuitBreaker,
+  retry,
+  retryWithBackoff,
+  timeout,
+  bulkhead,
+  isDependencyFailure,
+  isTransient,
+} from './resilience/index.js';
+
 // flags
 export type {
   FeatureFlags,
