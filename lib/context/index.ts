@@ -114,6 +114,8 @@ export function requestContext(input: Readonly<RequestContextOptions> = {}): Req
             performance.now(),
           );
     (req as unknown as Record<symbol, RequestContext>)[CONTEXT_KEY] = ctx;
+    // Used inside a sub-app or router: the path above already holds the mount's values.
+    if (req.baseUrl) ctx.seedMount(req.baseUrl, req.app);
     patchRequestPrototype(req);
     if (setHeader) res.setHeader(header, requestId);
     als.run(ctx, next);

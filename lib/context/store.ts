@@ -58,10 +58,8 @@ export class RouteTracker {
     if (this.routeText !== undefined) return this.routeText;
     const route = this.matchedRoute;
     if (route === undefined) return undefined;
-    const path = route.path;
     // Express accepts arrays and regular expressions as paths: written in code, so bounded.
-    const text = typeof path === 'string' ? path : Array.isArray(path) ? path.join('|') : String(path);
-    this.routeText = `${this.mountPath}${text}`;
+    this.routeText = `${this.mountPath}${pathText(route.path)}`;
     return this.routeText;
   }
 
@@ -91,6 +89,44 @@ export class RouteTracker {
     mounts.push(actual, baseTemplate + mountedAs(removed, params, pattern));
   }
 
+  /**
+   * @internal The context starts below a mount (requestContext() or metrics() used inside a
+   * sub-app or router): the mount's values are already in `req.baseUrl`. A sub-app's mount
+   * path (`app.mountpath` up the `parent` chain) gives its template; a router's cannot be known,
+   * so its part becomes `/{mount}` — a constant, never a value.
+   */
+  seedMount(actual: string, app: unknown): void {
+    let template = '';
+    for (let a = app as MountedApp | undefined; a?.parent !== undefined; a = a.parent) {
+      if (typeof a.mountpath !== 'string') {
+        template = '';
+        break;
+      }
+      template = (a.mountpath === '/' ? '' : a.mountpath) + template;
+    }
+    const explained =
+      template !== '' && template.split('/').length === actual.split('/').length && !/[*{(?+]/.test(template);
+    if (!explained && !warnedMount) {
+      warnedMount = true;
+      process.emitWarning(
+        'caduceus: requestContext()/metrics() run below a router mount; its path appears as /{mount} in route labels. Mount them on the app itself.',
+        { code: 'CADUCEUS_MOUNTED_CONTEXT' },
+      );
+    }
+    this.mounts = [actual, explained ? template : '/{mount}'];
+  }
+
+  /** @internal Express left routers, back to `actual`: forget the deeper ones (never their stale params). */
+  leaveMount(actual: string): void {
+    const mounts = this.mounts;
+    if (mounts === undefined) return;
+    while (mounts.length > 0) {
+      const top = mounts[mounts.length - 2] ?? '';
+      if (actual === top || (actual.startsWith(top) && actual.charCodeAt(top.length) === 47)) return;
+      mounts.length -= 2;
+    }
+  }
+
   /** @internal The template of the mount path `actual` (itself when no router along it had params). */
   mountTemplate(actual: string): string {
     const mounts = this.mounts;
@@ -104,6 +140,13 @@ export class RouteTracker {
     return actual;
   }
 }
+
+interface MountedApp {
+  mountpath?: unknown;
+  parent?: MountedApp;
+}
+
+let warnedMount = false;
 
 /** Concrete context: a class so every request's object has the same shape (fast property access). */
 export class Context extends RouteTracker implements RequestContext {
@@ -187,6 +230,28 @@ const BASE_URL = Symbol.for('caduceus.baseUrl');
  */
 export const ROUTE_TRACKER = Symbol.for('caduceus.routeTracker');
 
+/** With `ROUTE_TRACKER` still `true`: the (literal) mount path when the route matched. */
+const ROUTE_MOUNT = Symbol.for('caduceus.routeMount');
+
+function pathText(path: unknown): string {
+  return typeof path === 'string' ? path : Array.isArray(path) ? path.join('|') : String(path);
+}
+
+/**
+ * The matched route's template with its mount path (`/api/patients/:id`), or undefined when no
+ * route matched: from the request context or the tracker `metrics()` keeps, else from what
+ * Express left on the request.
+ */
+export function routeTemplateOf(req: object): string | undefined {
+  const holder = req as RouteHolder & { route?: { path?: unknown } };
+  const tracked = holder[CONTEXT_KEY] ?? holder[ROUTE_TRACKER];
+  if (tracked !== undefined && tracked !== true) return tracked.route;
+  const route = holder.route;
+  if (route === undefined) return undefined;
+  const mount = tracked === true ? (holder[ROUTE_MOUNT] ?? '') : (holder.baseUrl ?? '');
+  return `${mount}${pathText(route.path)}`;
+}
+
 function trackerOf(holder: RouteHolder): RouteTracker | undefined {
   const tracker = holder[ROUTE_TRACKER];
   return tracker === true ? undefined : tracker;
@@ -200,6 +265,7 @@ interface RouteHolder {
   [ROUTE_TRACKER]?: RouteTracker | true;
   [ROUTE_FALLBACK]?: { path?: unknown };
   [BASE_URL]?: string;
+  [ROUTE_MOUNT]?: string;
 }
 
 function hasKeys(object: object): boolean {
@@ -269,8 +335,8 @@ function mountedAs(
     }
     if (start < 0) {
       // A parent router's param (mergeParams) is not in this part at all: nothing to replace.
-      if (segments.some((segment) => decode(segment) === value || value.startsWith(`${decode(segment)}/`)))
-        lost = true;
+      // Found inside a segment (`/files/:name.:ext`, `/v:version`), it cannot be cut out safely.
+      if (removed.includes(value) || decode(removed).includes(value)) lost = true;
       continue;
     }
     segments.splice(start, end - start + 1, `:${name}`);
@@ -311,8 +377,10 @@ export const ROUTE_DESCRIPTOR: PropertyDescriptor = {
   set(this: RouteHolder, route: { path?: unknown } | undefined) {
     const ctx = this[CONTEXT_KEY] ?? trackerOf(this);
     if (ctx === undefined) {
-      // A request that passed neither requestContext() nor metrics(): behave like a plain property.
+      // No context: behave like a plain property. metrics() without a context ("track routes",
+      // no router with params entered) needs only the mount path, which is literal here.
       this[ROUTE_FALLBACK] = route;
+      if (this[ROUTE_TRACKER] === true) this[ROUTE_MOUNT] = this.baseUrl ?? '';
       return;
     }
     ctx.matchedRoute = route;
@@ -342,14 +410,24 @@ export const BASE_URL_DESCRIPTOR: PropertyDescriptor = {
     return this[BASE_URL];
   },
   set(this: RouteHolder, value: string | undefined) {
+    const previous = this[BASE_URL];
     this[BASE_URL] = value;
     if (value === undefined || value === '') return;
     let ctx = this[CONTEXT_KEY] ?? this[ROUTE_TRACKER];
     if (ctx === undefined) return;
+    // Only entering a router lengthens baseUrl. On the way out Express restores baseUrl before
+    // params and the matched pattern, so what they hold then belongs to the router just left.
+    if (previous !== undefined && previous.length >= value.length) {
+      if (ctx !== true) ctx.leaveMount(value);
+      return;
+    }
     const params = this.params;
     // Only a mount with params needs its pattern (the common case: none, no work).
     if (params === undefined || (!hasKeys(params) && (ctx === true || ctx.mounts === undefined))) return;
-    if (ctx === true) ctx = this[ROUTE_TRACKER] = new RouteTracker();
+    if (ctx === true) {
+      ctx = this[ROUTE_TRACKER] = new RouteTracker();
+      ctx.matchedRoute = this[ROUTE_FALLBACK];
+    }
     ctx.noteMount(value, params, matchedPattern(this));
   },
 };

@@ -53,16 +53,23 @@ const KNOWN = [
 ] as const satisfies readonly (keyof ErrorsOptions)[];
 
 /**
- * Record a 5xx on the active OpenTelemetry span: the error's class, its message through the log
- * redactor (an exception message can quote a value) and its stack frames — never the first stack
- * line, which repeats the raw message.
+ * Record a 5xx on the active OpenTelemetry span: the error's class, the stable code (or the message
+ * clients would see, through the log redactor) and the stack frames — never the message lines of
+ * the stack. An internal message can quote anything; the redactor cannot know every name or MRN.
  */
-function recordOnSpan(span: OtelSpan, error: unknown, code: string, redactor: Redactor): void {
+function recordOnSpan(span: OtelSpan, error: unknown, appError: AppError, redactor: Redactor): void {
+  const code = appError.code;
   const source = isError(error) ? error : undefined;
-  const frames = source?.stack?.split('\n').slice(1).join('\n');
+  // Only the frames: a message can span lines, and every line of it would follow the first.
+  const frames = source?.stack
+    ?.split('\n')
+    .filter((line) => /^\s+at /.test(line))
+    .join('\n');
   span.recordException({
     name: source?.name ?? 'Error',
-    message: redactor.redactString(source?.message ?? code),
+    // Spans leave the process: only a message meant for clients (through the redactor), else the
+    // stable code. The full message stays in the local, redacted log line.
+    message: appError.expose ? redactor.redactString(appError.message) : code,
     ...(frames === undefined ? {} : { stack: frames }),
   });
   span.setStatus({ code: SPAN_STATUS_ERROR, message: code });
@@ -140,7 +147,7 @@ export function errors(input: Readonly<ErrorsOptions> = {}): ErrorRequestHandler
     if (status >= 500) {
       const logged = appError === err || !isAppError(err) ? (appError.cause ?? appError) : err;
       logger.error(appError.expose ? appError.message : 'request failed', { ...meta, error: logged });
-      if (span !== undefined) recordOnSpan(span, logged, appError.code, redactor);
+      if (span !== undefined) recordOnSpan(span, logged, appError, redactor);
     } else {
       logger.warn(appError.message, meta);
     }

@@ -1,7 +1,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { performance } from 'node:perf_hooks';
 import type { LogLevel } from '../config/index.js';
-import { CONTEXT_KEY, ROUTE_TRACKER, storage } from '../context/store.js';
+import { CONTEXT_KEY, routeTemplateOf, storage } from '../context/store.js';
 import type { RequestContext } from '../context/store.js';
 import { ConfigError, readOptions } from '../errors/index.js';
 import type { Logger, LoggerOptions } from './create-logger.js';
@@ -65,13 +65,7 @@ function compileSkip(skip: LoggingOptions['skip']): SkipFn {
  * `requestContext()` at match time, else (without it) from `baseUrl` + the route's path.
  */
 export function routeOf(req: Request): string | undefined {
-  const holder = req as unknown as Record<symbol, { route?: string | undefined } | true | undefined>;
-  const tracked = holder[CONTEXT_KEY] ?? holder[ROUTE_TRACKER];
-  const recorded = tracked === true ? undefined : tracked?.route;
-  if (recorded !== undefined) return recorded;
-  const route = (req as { route?: { path?: unknown } }).route;
-  if (route === undefined) return undefined;
-  return `${req.baseUrl}${String(route.path)}`;
+  return routeTemplateOf(req);
 }
 
 /** On the response while its access line is pending: when the request started (performance.now()). */

@@ -4,10 +4,11 @@ import { AggregatorRegistry, Registry } from 'prom-client';
 import type { Settings } from '../config/index.js';
 import { loadSettings } from '../config/index.js';
 import { ConfigError, ForbiddenError, readOptions, UnauthorizedError } from '../errors/index.js';
+import { createLogger } from '../logging/index.js';
 import { IpList } from '../net/ip.js';
 import { markScrape } from './http.js';
 import type { Metrics } from './registry.js';
-import { getMetrics, Metrics as MetricsClass } from './registry.js';
+import { getMetrics, isMetrics } from './registry.js';
 
 export interface MetricsEndpointOptions {
   /** The registry to serve. Default: the process's {@link getMetrics}. */
@@ -78,7 +79,7 @@ function digest(value: string): Buffer {
 export function metricsEndpoint(input: Readonly<MetricsEndpointOptions> = {}): RequestHandler {
   const options = readOptions<MetricsEndpointOptions>('metricsEndpoint', input, KNOWN);
   const settings = options.settings ?? loadSettings(process.env);
-  if (options.metrics !== undefined && !(options.metrics instanceof MetricsClass))
+  if (options.metrics !== undefined && !isMetrics(options.metrics))
     throw ConfigError.option(
       'metricsEndpoint',
       'metrics',
@@ -96,6 +97,10 @@ export function metricsEndpoint(input: Readonly<MetricsEndpointOptions> = {}): R
       throw ConfigError.option('metricsEndpoint', key, 'true or false', value);
   }
   const openMetrics = options.openMetrics ?? true;
+  if (expected === undefined && allow.size === 0 && settings.environment === 'production')
+    createLogger('metrics', { settings }).warn(
+      'metricsEndpoint() is open to anyone who can reach it: set METRICS_TOKEN or METRICS_ALLOW_IPS',
+    );
   const aggregator = options.cluster === true ? new AggregatorRegistry() : undefined;
   let metrics = options.metrics;
 
@@ -106,7 +111,7 @@ export function metricsEndpoint(input: Readonly<MetricsEndpointOptions> = {}): R
       res.send(body);
       return;
     }
-    metrics ??= getMetrics();
+    metrics ??= getMetrics(settings);
     const asOpenMetrics = openMetrics && prefersOpenMetrics(req.headers.accept);
     const body = await metrics.render(asOpenMetrics);
     res.setHeader('Content-Type', asOpenMetrics ? OPENMETRICS : TEXT);
@@ -118,7 +123,6 @@ export function metricsEndpoint(input: Readonly<MetricsEndpointOptions> = {}): R
       next();
       return;
     }
-    if (aggregator === undefined) markScrape(res, metrics ?? getMetrics());
     if (allow.size > 0 && !allow.has(req.ip ?? req.socket.remoteAddress)) {
       next(new ForbiddenError('This address may not read metrics'));
       return;
@@ -128,13 +132,15 @@ export function metricsEndpoint(input: Readonly<MetricsEndpointOptions> = {}): R
       const given = header !== undefined && /^bearer /i.test(header) ? header.slice(7).trim() : undefined;
       if (given === undefined || !timingSafeEqual(digest(given), expected)) {
         next(
-          new UnauthorizedError(given === undefined ? 'A bearer token is required' : 'Invalid token', {
-            realm: 'metrics',
-          }),
+          given === undefined
+            ? new UnauthorizedError('A bearer token is required', { realm: 'metrics' })
+            : new UnauthorizedError('Invalid token', { realm: 'metrics', bearerError: 'invalid_token' }),
         );
         return;
       }
     }
+    // Only an admitted scrape stops being traffic: refused ones are counted like any request.
+    if (aggregator === undefined) markScrape(res, metrics ?? getMetrics(settings));
     if (!(metrics ?? getMetrics()).enabled && aggregator === undefined) {
       next();
       return;

@@ -4,7 +4,13 @@ import { performance } from 'node:perf_hooks';
 import type { Settings } from '../config/index.js';
 import type { RequestContext } from '../context/index.js';
 import { otelRegistered } from '../context/otel.js';
-import { CONTEXT_KEY, patchRequestPrototype, ROUTE_TRACKER, UNMATCHED } from '../context/store.js';
+import {
+  CONTEXT_KEY,
+  patchRequestPrototype,
+  ROUTE_TRACKER,
+  RouteTracker,
+  UNMATCHED,
+} from '../context/store.js';
 import { ConfigError, readOptions } from '../errors/index.js';
 import { routeOf } from '../logging/access-log.js';
 import type { Metrics } from './registry.js';
@@ -333,7 +339,18 @@ function readBuckets(option: string, value: unknown, fallback: readonly number[]
   return [...(value as number[])];
 }
 
-const httpByMetrics = new WeakMap<Metrics, HttpMetrics>();
+/**
+ * Each registry's HTTP series, kept on the Metrics object under a global symbol: a second copy
+ * of caduceus (ESM and CJS builds) reporting to the same registry finds the same series.
+ */
+const HTTP_KEY = Symbol.for('caduceus.metrics.http');
+type WithHttp = Metrics & { [HTTP_KEY]?: HttpMetrics };
+const httpByMetrics = {
+  get: (metrics: Metrics): HttpMetrics | undefined => (metrics as WithHttp)[HTTP_KEY],
+  set: (metrics: Metrics, http: HttpMetrics): void => {
+    Object.defineProperty(metrics, HTTP_KEY, { value: http, enumerable: false });
+  },
+};
 
 interface Measured {
   [STARTED]?: number;
@@ -444,11 +461,22 @@ export function metrics(input: Readonly<MetricsMiddlewareOptions> = {}): Request
       return;
     }
     state.inFlight++;
+    if (res.closed) {
+      // The client left before this middleware ran: 'close' will not come again. Count it now.
+      onClose.call(res);
+      next();
+      return;
+    }
     const holder = req as unknown as Record<symbol, unknown>;
     if (holder[CONTEXT_KEY] === undefined) {
       // No requestContext(): keep the route templates ourselves, or mount params would be labels.
       (res as unknown as Measured)[STARTED] = performance.now();
-      holder[ROUTE_TRACKER] = true;
+      if (req.baseUrl) {
+        // Used inside a sub-app or router: the path above already holds the mount's values.
+        const tracker = new RouteTracker();
+        tracker.seedMount(req.baseUrl, req.app);
+        holder[ROUTE_TRACKER] = tracker;
+      } else holder[ROUTE_TRACKER] = true;
       patchRequestPrototype(req);
     }
     // 'close' follows 'finish' on every response and also fires when the client goes away.

@@ -1,5 +1,5 @@
 export type { MetricsOptions, PulledFamily, Reader, Emit } from './registry.js';
-export { Metrics, createMetrics, getMetrics, metricsFor } from './registry.js';
+export { Metrics, createMetrics, getMetrics, metricsFor, isMetrics } from './registry.js';
 export type { MetricsMiddlewareOptions } from './http.js';
 export { metrics, DURATION_BUCKETS, SIZE_BUCKETS } from './http.js';
 export type { MetricsEndpointOptions } from './endpoint.js';

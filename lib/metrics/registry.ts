@@ -105,7 +105,16 @@ const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
  * const exports = metrics.counter('record_exports_total', 'Records exported.', ['format']);
  * exports.inc({ format: 'fhir' });
  */
+const BRAND = Symbol.for('caduceus.metrics');
+
+/** Whether `value` is a Metrics from any copy of caduceus (the ESM and the CJS build, two versions). */
+export function isMetrics(value: unknown): value is Metrics {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+}
+
 export class Metrics {
+  /** @internal Brand checked by `isMetrics` (instanceof fails across copies of the library). */
+  readonly [BRAND] = true;
   /** The prom-client registry: register your own prom-client metrics here (`registers: [m.registry]`). */
   readonly registry: Registry;
   readonly app: string;
@@ -135,14 +144,14 @@ export class Metrics {
 
   /** A counter in this registry; the same name again returns the same counter. */
   counter<L extends string = string>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> {
-    return this.#instrument(name, Counter, labelNames, () => {
+    return this.#instrument(name, help, Counter, labelNames, () => {
       return new Counter<L>({ name, help, labelNames, registers: [this.registry] });
     });
   }
 
   /** A gauge in this registry; the same name again returns the same gauge. */
   gauge<L extends string = string>(name: string, help: string, labelNames: readonly L[] = []): Gauge<L> {
-    return this.#instrument(name, Gauge, labelNames, () => {
+    return this.#instrument(name, help, Gauge, labelNames, () => {
       return new Gauge<L>({ name, help, labelNames, registers: [this.registry] });
     });
   }
@@ -154,13 +163,14 @@ export class Metrics {
     labelNames: readonly L[] = [],
     buckets?: readonly number[],
   ): Histogram<L> {
-    return this.#instrument(name, Histogram, labelNames, () => {
+    const bounds = buckets === undefined ? undefined : checkBuckets(name, buckets);
+    return this.#instrument(name, help, Histogram, labelNames, () => {
       return new Histogram<L>({
         name,
         help,
         labelNames,
         registers: [this.registry],
-        ...(buckets === undefined ? {} : { buckets: [...buckets] }),
+        ...(bounds === undefined ? {} : { buckets: bounds }),
       });
     });
   }
@@ -199,6 +209,7 @@ export class Metrics {
 
   #instrument<T>(
     name: string,
+    help: unknown,
     kind: abstract new (...args: never[]) => unknown,
     labelNames: readonly string[],
     make: () => T,
@@ -215,6 +226,8 @@ export class Metrics {
       return existing as T;
     }
     checkNames(name, labelNames, kind === Histogram);
+    if (typeof help !== 'string' || help === '')
+      throw new ConfigError(`metrics: the help text of ${name} must be a non-empty string`);
     return make();
   }
 }
@@ -225,16 +238,34 @@ function noop(): void {
   // Nothing was registered.
 }
 
-function checkNames(name: string, labelNames: readonly string[], histogram = false): void {
-  if (!METRIC_NAME.test(name)) throw new ConfigError(`metrics: "${name}" is not a valid metric name`);
-  for (const label of labelNames)
+/** Histogram bounds: increasing positive finite numbers, or a ConfigError naming the metric. */
+export function checkBuckets(owner: string, value: unknown): number[] {
+  if (
+    !Array.isArray(value) ||
+    value.length === 0 ||
+    value.some(
+      (b, i) =>
+        typeof b !== 'number' || !Number.isFinite(b) || b <= 0 || (i > 0 && b <= (value[i - 1] as number)),
+    )
+  )
+    throw new ConfigError(`metrics: buckets of ${owner} must be increasing positive finite numbers`);
+  return [...(value as number[])];
+}
+
+function checkNames(name: unknown, labelNames: unknown, histogram = false): void {
+  if (typeof name !== 'string' || !METRIC_NAME.test(name))
+    throw new ConfigError(`metrics: "${String(name)}" is not a valid metric name`);
+  if (!Array.isArray(labelNames))
+    throw new ConfigError(`metrics: the label names of ${name} must be an array`);
+  for (const label of labelNames as unknown[])
     if (
+      typeof label !== 'string' ||
       !LABEL_NAME.test(label) ||
       label.startsWith('__') ||
       label === 'app' ||
       (histogram && (label === 'le' || label === 'quantile'))
     )
-      throw new ConfigError(`metrics: "${label}" is not a valid label name for ${name}`);
+      throw new ConfigError(`metrics: "${String(label)}" is not a valid label name for ${name}`);
 }
 
 function defaultLabelsOf(registry: Registry): Record<string, string> {
@@ -264,11 +295,12 @@ type Holder = Record<symbol, Metrics | undefined>;
  * `APP_NAME`: what `metrics()`, `metricsEndpoint()` and every reporting part use when not given
  * their own `metrics`. Shared by the ESM and CJS builds.
  */
-export function getMetrics(): Metrics {
+export function getMetrics(settings?: Settings): Metrics {
   const holder = globalThis as unknown as Holder;
   let metrics = holder[DEFAULT_KEY];
   if (metrics === undefined) {
-    metrics = new Metrics();
+    // The first caller's settings (APP_NAME, ENABLE_METRICS) shape it; later callers share it.
+    metrics = new Metrics(settings === undefined ? {} : { settings });
     holder[DEFAULT_KEY] = metrics;
   }
   return metrics;
@@ -285,11 +317,11 @@ export function metricsFor(
 ): Metrics | undefined {
   if (option === false) return undefined;
   if (option !== undefined) {
-    if (!(option instanceof Metrics))
+    if (!isMetrics(option))
       throw ConfigError.option(factory, 'metrics', 'a Metrics from core.createMetrics(), or false', option);
     return option.enabled ? option : undefined;
   }
   if (settings !== undefined && !settings.monitoring.enableMetrics) return undefined;
-  const metrics = getMetrics();
+  const metrics = getMetrics(settings);
   return metrics.enabled ? metrics : undefined;
 }

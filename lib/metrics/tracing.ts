@@ -56,24 +56,40 @@ interface SpanLike {
 
 const REDACTED = '[REDACTED]';
 
+/** Attributes that carry a raw URL or its parts, in the old and the stable HTTP conventions. */
+const SERVER_PATHS = ['url.path', 'http.target'] as const;
+const SERVER_QUERIES = ['url.query'] as const;
+const CLIENT_URLS = ['url.full', 'http.url'] as const;
+const CLIENT_PATHS = ['http.target', 'url.path', 'url.query'] as const;
+
+function present(span: SpanLike, key: string): boolean {
+  const attributes = (span as { attributes?: Record<string, unknown> }).attributes;
+  return attributes === undefined || attributes[key] !== undefined;
+}
+
 /**
  * The HTTP instrumentation records the raw URL — ids in the path, anything in the query — which
- * caduceus keeps out of logs and labels. At the end of each span: a server span's path becomes
- * the route template (or `[REDACTED]` when no route matched) and its query `[REDACTED]`; a client
- * span's URL keeps only its origin.
+ * caduceus keeps out of logs and labels. As soon as a span starts (so a request that fails or is
+ * cut off exports nothing raw either): a server span's path and query become `[REDACTED]`, a
+ * client span's URL keeps only its origin. When a server span ends normally, its path becomes the
+ * route template.
  */
-function redactUrls(span: SpanLike, request: unknown): void {
+function redactUrls(span: SpanLike, request: unknown, atEnd: boolean): void {
   const outgoing = request as { getHeader?: unknown; protocol?: string; host?: string; path?: string };
   if (typeof outgoing.getHeader === 'function') {
     const origin = `${outgoing.protocol ?? 'http:'}//${outgoing.host ?? ''}`;
     const path = outgoing.path ?? '/';
-    span.setAttribute('url.full', path === '/' ? `${origin}/` : `${origin}/${REDACTED}`);
+    const url = path === '/' ? `${origin}/` : `${origin}/${REDACTED}`;
+    for (const key of CLIENT_URLS) if (present(span, key)) span.setAttribute(key, url);
+    for (const key of CLIENT_PATHS) if (present(span, key)) span.setAttribute(key, REDACTED);
     return;
   }
   const incoming = request as Request;
-  span.setAttribute('url.path', routeOf(incoming) ?? REDACTED);
-  if (typeof incoming.url === 'string' && incoming.url.includes('?'))
-    span.setAttribute('url.query', REDACTED);
+  const path = atEnd ? (routeOf(incoming) ?? REDACTED) : REDACTED;
+  for (const key of SERVER_PATHS) if (present(span, key)) span.setAttribute(key, path);
+  const url: unknown = incoming.originalUrl;
+  if (typeof url === 'string' && url.includes('?'))
+    for (const key of SERVER_QUERIES) if (present(span, key)) span.setAttribute(key, REDACTED);
 }
 
 const PACKAGES =
@@ -127,7 +143,12 @@ export async function startTracing(input: Readonly<TracingOptions> = {}): Promis
   const { OTLPTraceExporter } = await load<ExporterModule>('@opentelemetry/exporter-trace-otlp-http');
   const registered = instrumentations ?? [
     new (await load<HttpModule>('@opentelemetry/instrumentation-http')).HttpInstrumentation({
-      applyCustomAttributesOnSpan: redactUrls,
+      requestHook: (span: SpanLike, request: unknown) => {
+        redactUrls(span, request, false);
+      },
+      applyCustomAttributesOnSpan: (span: SpanLike, request: unknown) => {
+        redactUrls(span, request, true);
+      },
     }),
   ];
   const sdk = new NodeSDK({

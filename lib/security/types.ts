@@ -64,12 +64,12 @@ export interface SecurityOptions {
   json?: boolean;
   /** Threat detection; `false` to turn it off. Default on, in `'block'` mode. */
   threats?: ThreatOptions | false;
-  /** Called for every decision (after it is logged and counted). */
   /**
    * Where `security_events_total{reason,action}` is reported (read from the counters at scrape
    * time); `false`: nowhere. Default: `getMetrics()`.
    */
   metrics?: Metrics | false;
+  /** Called for every decision (after it is logged and counted). */
   onEvent?: (event: SecurityEvent) => void;
   /** Where security events go. Default `createLogger('security')`. */
   logger?: Logger;

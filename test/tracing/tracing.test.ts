@@ -130,7 +130,8 @@ describe.each(EXPRESS.map((v) => [v.name, v.major] as const))('startTracing() on
     expect(exceptions).toHaveLength(1);
     const event = exceptions[0]!.attributes;
     expect(attribute(event, 'exception.type')).toBe('Error');
-    expect(attribute(event, 'exception.message')).toBe('lookup failed for SSN [REDACTED] ([REDACTED])');
+    // An internal message never leaves the process: the span carries the stable code instead.
+    expect(attribute(event, 'exception.message')).toBe('INTERNAL_ERROR');
     const stack = String(attribute(event, 'exception.stacktrace'));
     expect(stack).toMatch(/^\s+at /);
     expect(stack).toContain('traced-app.ts');
@@ -177,6 +178,19 @@ describe.each(EXPRESS.map((v) => [v.name, v.major] as const))('startTracing() on
       traceId: trace.traceId,
       parentSpanId: span.spanId,
     });
+  });
+
+  test('a failed outgoing call exports its client span with the origin only: no path, no query', async () => {
+    const { trace, body } = await traced('/outgoing/refused');
+    expect(body.outcome).toBe('ECONNREFUSED');
+    const client = await receiver.waitForSpan(
+      (s) => s.traceId === trace.traceId && s.kind === SPAN_KIND.client,
+    );
+    const exported = JSON.stringify(client);
+    expect(exported).not.toContain('MRN-777001');
+    expect(exported).not.toContain('987-65-4321');
+    expect(exported).not.toContain('results');
+    expect(exported).toContain('127.0.0.1');
   });
 
   test('OpenMetrics exemplars name exported spans; unsampled requests leave none', async () => {
