@@ -157,11 +157,33 @@ export function gracefulShutdown(
     for (const signal of signals) process.removeListener(signal, onSignal);
   };
 
+  /** Close the listener and the idle connections; busy ones are told to close after their answer. */
+  function stopAccepting(): Promise<void> {
+    const closed = new Promise<void>((resolve) => {
+      // ERR_SERVER_NOT_RUNNING (never listened, or closed already) is closed as well.
+      server.close(() => {
+        resolve();
+      });
+    });
+    closeIdle();
+    for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
+    return closed;
+  }
+
   async function drain(reason: string): Promise<boolean> {
     const started = performance.now();
     draining = true;
     health?.markShuttingDown();
-    logger.info('shutting down', { reason, in_flight: inFlight.size, timeout_ms: timeoutMs });
+    const inFlightAtStart = inFlight.size;
+    // Without a delay the listener closes in this tick, before the line is logged: a client that
+    // connects after reading it is refused, never accepted and then reset.
+    let closed = delayMs === 0 && beforeClose === undefined ? stopAccepting() : undefined;
+    logger.info('shutting down', {
+      reason,
+      in_flight: inFlightAtStart,
+      delay_ms: delayMs,
+      timeout_ms: timeoutMs,
+    });
     // An object, not a `let`: the timer callback sets it (flow analysis cannot see that).
     const deadlineState = { passed: false };
     let onDeadline: () => void = () => undefined;
@@ -174,17 +196,13 @@ export function gracefulShutdown(
     }, timeoutMs);
     let clean = true;
     try {
-      clean = await Promise.race([beforeListenerCloses(), deadline.then(() => true)]);
-      const closed = new Promise<void>((resolve) => {
-        // ERR_SERVER_NOT_RUNNING (never listened, or closed already) is closed as well.
-        server.close(() => {
-          resolve();
-        });
-      });
-      closeIdle();
-      for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
+      if (closed === undefined) {
+        clean = await Promise.race([beforeListenerCloses(), deadline.then(() => true)]);
+        closed = stopAccepting();
+      }
       if (deadlineState.passed) server.closeAllConnections();
-      await Promise.race([closed, deadline.then(() => Promise.race([closed, wait(CLOSE_GRACE_MS)]))]);
+      const stopped = closed;
+      await Promise.race([stopped, deadline.then(() => Promise.race([stopped, wait(CLOSE_GRACE_MS)]))]);
     } finally {
       clearTimeout(timer);
     }
