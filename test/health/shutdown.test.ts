@@ -73,7 +73,12 @@ describe.each(eachExpress)('%s', (_label, { express }) => {
     const rec = recorder();
     server.on('close', () => rec.events.push('server closed'));
     const log = captureLogger('shutdown');
-    const tracing = { shutdown: async () => void rec.events.push('tracing') };
+    const tracing = {
+      shutdown: async () => {
+        await sleep(10);
+        rec.events.push('tracing');
+      },
+    };
     const shutdown = core.gracefulShutdown(server, {
       signals: [],
       health,
@@ -238,7 +243,11 @@ describe('resources and hooks', () => {
 
   it('exit: false stops without exiting; a server that is not listening counts as stopped', async () => {
     const s = await server();
-    await new Promise<void>((resolve) => s.close(() => resolve()));
+    await new Promise<void>((resolve) =>
+      s.close(() => {
+        resolve();
+      }),
+    );
     const closed: string[] = [];
     await core
       .gracefulShutdown(s, {
