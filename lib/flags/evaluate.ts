@@ -103,9 +103,36 @@ function compileVariants(variants: NonNullable<StoredFlagDefinition['variants']>
  * 4 bytes place the user in the rollout, the next 4 pick the variant — independent of each other,
  * so a 50 % rollout with two 50/50 variants gives each variant a quarter of all users.
  */
-export function buckets(flag: string, userId: string): { rollout: number; variant: number } {
+export function buckets(flag: string, userId: string): Buckets {
   const digest = createHash('sha256').update(`${flag}:${userId}`).digest();
   return { rollout: digest.readUInt32BE(0) % BUCKETS, variant: digest.readUInt32BE(4) % BUCKETS };
+}
+
+export interface Buckets {
+  readonly rollout: number;
+  readonly variant: number;
+}
+
+/** Most (flag, user) pairs remembered; a full cache starts over (hashing again is only slower). */
+const MAX_CACHED = 10_000;
+
+/**
+ * {@link buckets}, remembered: a SHA-256 costs about 1.5 µs, a lookup a tenth of that, and the
+ * same users ask about the same flags on request after request. One per `featureFlags()`.
+ */
+export class BucketCache {
+  readonly #cache = new Map<string, Buckets>();
+
+  get(flag: string, userId: string): Buckets {
+    const key = `${flag}:${userId}`;
+    let found = this.#cache.get(key);
+    if (found === undefined) {
+      if (this.#cache.size >= MAX_CACHED) this.#cache.clear();
+      found = buckets(flag, userId);
+      this.#cache.set(key, found);
+    }
+    return found;
+  }
 }
 
 const OFF: Readonly<
@@ -125,6 +152,7 @@ const OFF: Readonly<
  * on for; callers without a user id get the first variant with a weight.
  */
 export function evaluate(
+  cache: BucketCache,
   flag: CompiledFlag | undefined,
   userId: string | undefined,
   roles: readonly string[] | undefined,
@@ -139,7 +167,7 @@ export function evaluate(
     (flag.endsAt !== undefined && now >= flag.endsAt)
   )
     return OFF.schedule;
-  let hashed: { rollout: number; variant: number } | undefined;
+  let hashed: Buckets | undefined;
   let reason: FlagReason | undefined;
   if (!flag.targeted) reason = 'all';
   else if (userId !== undefined && flag.users?.has(userId) === true) reason = 'user';
@@ -148,7 +176,7 @@ export function evaluate(
   else if (flag.rollout !== undefined && flag.rollout > 0) {
     if (flag.rollout >= BUCKETS) reason = 'percentage';
     else if (userId !== undefined) {
-      hashed = buckets(flag.name, userId);
+      hashed = cache.get(flag.name, userId);
       if (hashed.rollout < flag.rollout) reason = 'percentage';
     }
   }
@@ -158,7 +186,7 @@ export function evaluate(
   let chosen: CompiledVariant | undefined;
   if (userId === undefined) chosen = variants.find((v) => v.upTo > 0);
   else {
-    const bucket = (hashed ?? buckets(flag.name, userId)).variant;
+    const bucket = (hashed ?? cache.get(flag.name, userId)).variant;
     chosen = variants.find((v) => bucket < v.upTo);
   }
   return { enabled: true, reason, variant: chosen?.name, value: chosen?.value };

@@ -6,7 +6,7 @@ import type { EvaluationCounts } from './counts.js';
 import type { FlagDefinition, StoredFlagDefinition } from './definition.js';
 import { checkName, invalidFlag, isFlagName, parseDefinition } from './definition.js';
 import type { FlagContext, FlagEvaluation } from './evaluate.js';
-import { evaluate } from './evaluate.js';
+import { BucketCache, evaluate } from './evaluate.js';
 import { openFeatureProvider } from './openfeature.js';
 import { flagsMiddleware } from './request.js';
 import type { FlagsStatus, FlagStore } from './store.js';
@@ -34,6 +34,7 @@ export class Flags implements FeatureFlags {
   readonly #counts: EvaluationCounts | undefined;
   readonly #logger: Logger;
   readonly #stopReporting: () => void;
+  readonly #buckets = new BucketCache();
 
   constructor(
     store: FlagStore,
@@ -53,6 +54,7 @@ export class Flags implements FeatureFlags {
     const context = contextOf(ctx);
     const flag = typeof name === 'string' ? this.#store.get(name) : undefined;
     const result = evaluate(
+      this.#buckets,
       flag,
       context.userId,
       context.roles,
