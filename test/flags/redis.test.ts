@@ -97,6 +97,9 @@ describe('status() and ready()', () => {
     const status = flags.status();
     expect(status).toEqual({ store: 'redis', healthy: true, flags: 2, lastSyncAt: expect.any(Number) });
     expect(status.lastSyncAt).toBeGreaterThanOrEqual(before - 1_000);
+    // What core.health({ flags }) reads.
+    const forHealth: core.HealthFlags = flags;
+    expect(await forHealth.status()).toEqual(status);
     await flags.close();
     expect(flags.status().healthy).toBe(false);
   });
