@@ -5,7 +5,7 @@ import type { Logger } from '../logging/index.js';
 import { createLogger } from '../logging/index.js';
 import type { Metrics } from '../metrics/index.js';
 import { metricsFor } from '../metrics/index.js';
-import type { Cluster, Redis } from '../redis/index.js';
+import type { Cluster, Redis, RedisClient, RedisConnection } from '../redis/index.js';
 import { connectRedis } from '../redis/index.js';
 import { EvaluationCounts } from './counts.js';
 import type { FlagDefinition } from './definition.js';
@@ -113,7 +113,19 @@ function openStore(
       "a redis:// URL or an ioredis client with store 'redis' (or set REDIS_URL)",
       options.redis,
     );
-  const connection = connectRedis(target, 'flags', logger);
+  let connection: RedisConnection<RedisClient>;
+  try {
+    connection = connectRedis(target, 'flags', logger);
+  } catch (err) {
+    if (err instanceof ConfigError)
+      throw ConfigError.option(
+        'featureFlags',
+        'redis',
+        'a redis:// URL or an ioredis client (Redis or Cluster)',
+        target,
+      );
+    throw err;
+  }
   logger.info('feature flags: redis store, shared by every instance', { prefix });
   return new RedisFlagStore(connection, prefix, seed, logger);
 }
