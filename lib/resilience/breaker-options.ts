@@ -60,9 +60,10 @@ export interface CircuitBreakerOptions<F = never> {
   /** Milliseconds an open circuit refuses calls before it lets one probe through (half-open). Default 30 000. */
   recoveryTimeout?: number;
   /**
-   * Which errors count as the dependency's failures. Default: every error except an AppError with
-   * a status below 500 — a 404 from the dependency is an answer, not an outage. A call the caller
-   * cancelled (its signal aborted) never counts, except that a cancelled probe reopens the circuit.
+   * Which errors count as the dependency's failures. Default: every error except one carrying an
+   * HTTP status below 500 (an AppError, an HTTP client's error, a Response) — a 404 from the
+   * dependency is an answer, not an outage. A call the caller cancelled (its signal aborted) never
+   * counts, except that a cancelled probe reopens the circuit.
    */
   expectedException?: (err: unknown) => boolean;
   /**

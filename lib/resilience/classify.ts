@@ -36,11 +36,15 @@ function statusOf(value: Loose): number | undefined {
 }
 
 /**
- * The default failure test of `circuitBreaker()`: every error counts against the dependency except an
- * AppError with a status below 500 (a 404 or a 422 from the dependency is an answer, not an outage).
+ * The default failure test of `circuitBreaker()`: every error counts against the dependency except
+ * one carrying an HTTP status below 500 — an AppError, an HTTP client's error (`status`,
+ * `statusCode`, `response.status`) or a Response: a 404 or a 422 is an answer, not an outage.
  */
 export function isDependencyFailure(err: unknown): boolean {
-  return !(isAppError(err) && err.status < 500);
+  if (isAppError(err)) return err.status >= 500;
+  const value = asObject(err);
+  const status = value === undefined ? undefined : statusOf(value);
+  return status === undefined || status >= 500;
 }
 
 /**

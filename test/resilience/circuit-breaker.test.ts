@@ -18,6 +18,12 @@ afterEach(async () => {
   jest.useRealTimers();
 });
 
+/** A rejection with something that is not an Error (a Response, as some HTTP code throws). */
+async function rejectWith(value: unknown): Promise<never> {
+  await Promise.resolve();
+  throw value;
+}
+
 async function failTimes(breaker: core.CircuitBreaker<unknown>, n: number): Promise<void> {
   for (let i = 0; i < n; i++) await rejectionOf(breaker.execute(fail));
 }
@@ -147,6 +153,20 @@ describe('which errors count: expectedException', () => {
     }
     expect(breaker.state).toBe('closed');
     expect(breaker.stats().calls.success).toBe(5);
+  });
+
+  it('by default an HTTP client error or a Response below 500 does not count either', async () => {
+    const { breaker } = make({ failureThreshold: 1 });
+    await rejectionOf(
+      breaker.execute(() => Promise.reject(Object.assign(new Error('x'), { statusCode: 404 }))),
+    );
+    await rejectionOf(
+      breaker.execute(() => Promise.reject(Object.assign(new Error('x'), { response: { status: 409 } }))),
+    );
+    await rejectionOf(breaker.execute(() => rejectWith(new Response(null, { status: 422 }))));
+    expect(breaker.state).toBe('closed');
+    await rejectionOf(breaker.execute(() => rejectWith(new Response(null, { status: 502 }))));
+    expect(breaker.state).toBe('open');
   });
 
   it('by default a 5xx AppError, a TimeoutError and a plain Error count', async () => {
