@@ -1,31 +1,17 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants } from 'node:os';
-import { performance } from 'node:perf_hooks';
 import type { Settings } from '../config/index.js';
 import { loadSettings } from '../config/index.js';
 import { ConfigError, positiveInteger, readOptions } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
 import { createLogger, flushLogger } from '../logging/index.js';
-import { errorOutput, roundMs } from './report.js';
+import type { ShutdownServer } from './drain.js';
+import { ConnectionTracker, drain } from './drain.js';
+import { errorOutput } from './report.js';
+import type { Closable } from './resources.js';
+import { readClosables, release } from './resources.js';
 
-/** What `gracefulShutdown()` needs of a server: an `http.Server` or `https.Server` (what `app.listen()` returns). */
-export interface ShutdownServer {
-  close(callback?: (err?: Error) => void): unknown;
-  closeIdleConnections(): void;
-  closeAllConnections(): void;
-  prependListener(event: 'request', listener: (req: IncomingMessage, res: ServerResponse) => void): unknown;
-  removeListener(event: 'request', listener: (req: IncomingMessage, res: ServerResponse) => void): unknown;
-}
-
-/**
- * Something to release after the server stopped: an object with `close()` (a Database, a rate
- * limiter, an Auth, the health router, an ioredis client's `quit` wrapped in a function…), with
- * `shutdown()` (the Tracing of `startTracing()`), or a function. A string `name` is used in the logs.
- */
-export type Closable =
-  | { readonly name?: unknown; close(): unknown }
-  | { readonly name?: unknown; shutdown(): unknown }
-  | (() => unknown);
+export type { ShutdownServer } from './drain.js';
+export type { Closable } from './resources.js';
 
 export interface GracefulShutdownOptions {
   /** Released one after the other, in this order, once the server has stopped. Default none. */
@@ -75,8 +61,6 @@ const KNOWN = [
   'settings',
 ] as const satisfies readonly (keyof GracefulShutdownOptions)[];
 
-/** After the deadline destroyed the connections, wait this long at most for the listener to close. */
-const CLOSE_GRACE_MS = 1000;
 const UNCATCHABLE = new Set(['SIGKILL', 'SIGSTOP']);
 
 /**
@@ -123,25 +107,7 @@ export function gracefulShutdown(
   const logger =
     options.logger ?? createLogger('shutdown', { settings: options.settings ?? loadSettings(process.env) });
 
-  // Responses in progress: at the shutdown, those not yet started are told `Connection: close`.
-  const inFlight = new Set<ServerResponse>();
-  let draining = false;
-  const closeIdle = (): void => {
-    server.closeIdleConnections();
-  };
-  function forget(this: ServerResponse): void {
-    inFlight.delete(this);
-    // Its connection is idle now (or gone): close it rather than wait for keep-alive to time out.
-    if (draining) setImmediate(closeIdle);
-  }
-  function trackRequest(_req: IncomingMessage, res: ServerResponse): void {
-    if (draining) res.setHeader('Connection', 'close');
-    inFlight.add(res);
-    res.once('close', forget);
-  }
-  // First, so the header is set before the application can send anything.
-  server.prependListener('request', trackRequest);
-
+  const tracker = new ConnectionTracker(server);
   let running: Promise<void> | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (running !== undefined) {
@@ -152,109 +118,19 @@ export function gracefulShutdown(
   };
   for (const signal of signals) process.on(signal, onSignal);
 
-  const detach = (): void => {
-    server.removeListener('request', trackRequest);
-    for (const signal of signals) process.removeListener(signal, onSignal);
-  };
-
-  /** Close the listener and the idle connections; busy ones are told to close after their answer. */
-  function stopAccepting(): Promise<void> {
-    const closed = new Promise<void>((resolve) => {
-      // ERR_SERVER_NOT_RUNNING (never listened, or closed already) is closed as well.
-      server.close(() => {
-        resolve();
-      });
-    });
-    closeIdle();
-    for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
-    return closed;
-  }
-
-  async function drain(reason: string): Promise<boolean> {
-    const started = performance.now();
-    draining = true;
-    health?.markShuttingDown();
-    const inFlightAtStart = inFlight.size;
-    // Without a delay the listener closes in this tick, before the line is logged: a client that
-    // connects after reading it is refused, never accepted and then reset.
-    let closed = delayMs === 0 && beforeClose === undefined ? stopAccepting() : undefined;
-    logger.info('shutting down', {
-      reason,
-      in_flight: inFlightAtStart,
-      delay_ms: delayMs,
-      timeout_ms: timeoutMs,
-    });
-    // An object, not a `let`: the timer callback sets it (flow analysis cannot see that).
-    const deadlineState = { passed: false };
-    let onDeadline: () => void = () => undefined;
-    const deadline = new Promise<void>((resolve) => (onDeadline = resolve));
-    const timer = setTimeout(() => {
-      deadlineState.passed = true;
-      logger.warn('shutdown timed out: destroying the remaining connections', { in_flight: inFlight.size });
-      server.closeAllConnections();
-      onDeadline();
-    }, timeoutMs);
-    let clean = true;
-    try {
-      if (closed === undefined) {
-        clean = await Promise.race([beforeListenerCloses(), deadline.then(() => true)]);
-        closed = stopAccepting();
-      }
-      if (deadlineState.passed) server.closeAllConnections();
-      const stopped = closed;
-      await Promise.race([stopped, deadline.then(() => Promise.race([stopped, wait(CLOSE_GRACE_MS)]))]);
-    } finally {
-      clearTimeout(timer);
-    }
-    const forced = deadlineState.passed;
-    logger.info(forced ? 'server stopped (forced)' : 'server stopped: every request answered', {
-      duration_ms: roundMs(performance.now() - started),
-    });
-    return clean && !forced;
-  }
-
-  /** `delayMs`, then `beforeClose()`; false when `beforeClose` failed. */
-  async function beforeListenerCloses(): Promise<boolean> {
-    if (delayMs > 0) await wait(delayMs);
-    if (beforeClose === undefined) return true;
-    try {
-      await beforeClose();
-      return true;
-    } catch (err) {
-      logger.error('beforeClose failed', { error: errorOutput(err) });
-      return false;
-    }
-  }
-
-  async function release(): Promise<boolean> {
-    let clean = true;
-    for (const [index, resource] of resources.entries()) {
-      const name = nameOf(resource, index);
-      try {
-        if ((await bounded(() => closeOne(resource), resourceTimeoutMs)) === 'timeout') {
-          clean = false;
-          logger.error('resource did not close in time', { resource: name, timeout_ms: resourceTimeoutMs });
-        } else logger.info('resource closed', { resource: name });
-      } catch (err) {
-        clean = false;
-        logger.error('resource failed to close', { resource: name, error: errorOutput(err) });
-      }
-    }
-    return clean;
-  }
-
   async function run(reason: string): Promise<void> {
     let code = 1;
     try {
-      const drained = await drain(reason);
-      const released = await release();
+      const drained = await drain(tracker, reason, { timeoutMs, delayMs, beforeClose, health, logger });
+      const released = await release(resources, resourceTimeoutMs, logger);
       code = drained && released ? 0 : 1;
       logger.info('shutdown complete', { exit_code: code });
     } catch (err) {
       logger.error('shutdown failed', { error: errorOutput(err) });
     }
     await flushLogger(logger).catch(() => undefined);
-    detach();
+    tracker.detach();
+    for (const signal of signals) process.removeListener(signal, onSignal);
     if (exit !== false) exit(code);
   }
 
@@ -266,47 +142,9 @@ export function gracefulShutdown(
   return {
     shutdown,
     get shuttingDown() {
-      return draining;
+      return tracker.draining;
     },
   };
-}
-
-function wait(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function bounded(fn: () => unknown, ms: number): Promise<'done' | 'timeout'> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(() => {
-      resolve('timeout');
-    }, ms);
-  });
-  try {
-    return await Promise.race([
-      Promise.resolve()
-        .then(fn)
-        .then(() => 'done' as const),
-      timeout,
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function closeOne(resource: Closable): unknown {
-  if (typeof (resource as { close?: unknown }).close === 'function')
-    return (resource as { close(): unknown }).close();
-  if (typeof (resource as { shutdown?: unknown }).shutdown === 'function')
-    return (resource as { shutdown(): unknown }).shutdown();
-  return (resource as () => unknown)();
-}
-
-function nameOf(resource: Closable, index: number): string {
-  const { name } = resource as { name?: unknown };
-  return typeof resource !== 'function' && typeof name === 'string' && name !== ''
-    ? name
-    : `resources[${index}]`;
 }
 
 function readServer(server: unknown): void {
@@ -338,22 +176,15 @@ function readServer(server: unknown): void {
 function readResources(value: unknown): readonly Closable[] {
   if (!Array.isArray(value))
     throw ConfigError.option('gracefulShutdown', 'resources', 'an array of things to close', value);
-  value.forEach((r: unknown, i) => {
-    const ok =
-      typeof r === 'function' ||
-      (typeof r === 'object' &&
-        r !== null &&
-        (typeof (r as { close?: unknown }).close === 'function' ||
-          typeof (r as { shutdown?: unknown }).shutdown === 'function'));
-    if (!ok)
-      throw ConfigError.option(
-        'gracefulShutdown',
-        `resources[${i}]`,
-        'an object with close() or shutdown(), or a function',
-        r,
-      );
-  });
-  return [...(value as Closable[])];
+  const closables = readClosables(value);
+  if (typeof closables === 'number')
+    throw ConfigError.option(
+      'gracefulShutdown',
+      `resources[${closables}]`,
+      'an object with close() or shutdown(), or a function',
+      value[closables],
+    );
+  return closables;
 }
 
 function readSignals(value: unknown): readonly NodeJS.Signals[] {
