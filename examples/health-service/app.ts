@@ -3,6 +3,9 @@ import type { Express, Router } from 'express';
 import type {
   Auth,
   Database,
+  FeatureFlags,
+  FlagDefinition,
+  HealthRouter,
   Logger,
   Metrics,
   PasswordHashOptions,
@@ -13,12 +16,13 @@ import type {
   Settings,
 } from '../../lib/index';
 import {
-  asyncHandler,
   createLogger,
   database,
   errors,
   loadSettings,
+  featureFlags,
   getMetrics,
+  health,
   loginRateLimit,
   logging,
   metrics,
@@ -29,8 +33,8 @@ import {
   security,
 } from '../../lib/index';
 import { authRoutes, serviceAuth, userRoutes } from './auth';
-import type { LabClient } from './labs';
-import { disconnectedLabs } from './labs';
+import type { LabClient, ResilientLabs, ResilientLabsOptions } from './labs';
+import { disconnectedLabs, resilientLabs } from './labs';
 import { PatientRepository } from './patients';
 import { patientRoutes } from './routes';
 import { UserRepository } from './users';
@@ -69,8 +73,20 @@ export interface HealthServiceOptions {
    * Default: `createLogger(name, { settings })`.
    */
   createLogger?: (name: string) => Logger;
-  /** The lab system. Default: a client whose every call fails (no lab system is connected). */
-  labs?: LabClient;
+  /**
+   * The lab system. Default: a client whose every call fails (no lab system is connected). The app
+   * puts it behind `resilientLabs()` (timeout, retry, circuit breaker `labs`) unless it already is.
+   */
+  labs?: LabClient | ResilientLabs;
+  /** Breaker and retry settings for the lab client the app wraps. Default: `resilientLabs()`'s. */
+  labsResilience?: Omit<ResilientLabsOptions, 'metrics' | 'logger'>;
+  /**
+   * Feature flags (`patient-summary` gates `GET /patients/:id/summary`). Default: in memory with
+   * {@link DEMO_FLAGS}; `server.ts` passes its own (shared through Redis with `REDIS_URL`).
+   */
+  flags?: FeatureFlags;
+  /** `/health`, `/health/live`, `/health/ready`. Default: database, lab breaker and flag checks. */
+  health?: HealthRouter;
   /** Largest JSON body accepted; bigger ones get 413 PAYLOAD_TOO_LARGE. Default `'100kb'`. */
   bodyLimit?: string | number;
   /**
@@ -87,6 +103,11 @@ export interface HealthServiceOptions {
    */
   metrics?: Metrics;
 }
+
+/** The flags the demo starts with: the patient summary is being rolled out, to admins first. */
+export const DEMO_FLAGS: Readonly<Record<string, FlagDefinition>> = {
+  'patient-summary': { enabled: true, roles: ['admin'], percentage: 0 },
+};
 
 /** The request guards of the service: each may hold a Redis connection, so each has `close()`. */
 export interface Protection {
@@ -177,6 +198,28 @@ export function createApp(options: Readonly<HealthServiceOptions>): Express {
       metrics: registry,
     });
 
+  const labsClient = options.labs ?? disconnectedLabs();
+  const labs: ResilientLabs =
+    'breaker' in labsClient
+      ? (labsClient as ResilientLabs)
+      : resilientLabs(labsClient, {
+          ...options.labsResilience,
+          metrics: registry,
+          logger: makeLogger('labs'),
+        });
+  const flags =
+    options.flags ??
+    featureFlags({
+      store: 'memory',
+      flags: DEMO_FLAGS,
+      settings,
+      metrics: registry,
+      logger: makeLogger('flags'),
+    });
+  const probes =
+    options.health ??
+    health({ database: db, breakers: [labs.breaker], flags, settings, logger: makeLogger('health') });
+
   const app = express();
   app.disable('x-powered-by');
 
@@ -186,6 +229,9 @@ export function createApp(options: Readonly<HealthServiceOptions>): Express {
   //    scrape endpoint sits before the access log (a line per scrape would be noise).
   app.use(metrics({ metrics: registry, settings }));
   app.get('/metrics', metricsEndpoint({ metrics: registry, settings }));
+  //    Health probes (application/health+json): liveness, readiness (database, flag store; the lab
+  //    breaker only warns — the service still serves everything but lab results) and the report.
+  app.use(probes);
   // 3. One access-log line per request (skips /health by default).
   app.use(logging({ logger: makeLogger('http') }));
   // 4. Security headers, CORS, input limits, threat detection; JSON bodies are parsed here (a
@@ -196,28 +242,6 @@ export function createApp(options: Readonly<HealthServiceOptions>): Express {
   app.post(`${api}/auth/login`, protection.loginRateLimit);
   // 6. `req.db` for handlers that want the database itself.
   app.use(database(db));
-
-  // Liveness and the database's health: 503 while the database does not answer, so a load
-  // balancer stops sending traffic. healthCheck() is bounded by a timeout; it never hangs.
-  app.get(
-    '/health',
-    asyncHandler(async (_req, res) => {
-      const h = await db.healthCheck();
-      const healthy = h.status === 'healthy';
-      res.status(healthy ? 200 : 503).json({
-        status: healthy ? 'ok' : 'unavailable',
-        service: settings.appName,
-        version: settings.appVersion,
-        database: {
-          status: h.status,
-          dialect: h.dialect,
-          latency_ms: h.latencyMs,
-          ...(h.version === undefined ? {} : { version: h.version }),
-          ...(h.error === undefined ? {} : { error: h.error }),
-        },
-      });
-    }),
-  );
 
   // Login and refresh are public; everything else under the API prefix needs a bearer token
   // (an anonymous request to an unknown API path is a 401 too: it learns nothing about routes).
@@ -232,6 +256,9 @@ export function createApp(options: Readonly<HealthServiceOptions>): Express {
     }),
   );
   app.use(api, auth.authenticate());
+  // `req.flags` for the signed-in user; flags are administered by admins.
+  app.use(api, flags.middleware());
+  app.use(`${api}/admin/flags`, flags.adminRouter({ roles: ['admin'] }));
   app.use(
     api,
     patientRoutes({
@@ -239,7 +266,8 @@ export function createApp(options: Readonly<HealthServiceOptions>): Express {
       db,
       patients,
       users,
-      labs: options.labs ?? disconnectedLabs(),
+      labs,
+      flags,
       logger: patientLogger,
       basePath: api,
     }),

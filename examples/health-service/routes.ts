@@ -1,5 +1,5 @@
-import type { Request, Response, Router } from 'express';
-import type { AuthUser, Database, FieldFilter, ListOptions, Logger } from '../../lib/index';
+import type { NextFunction, Request, Response, Router } from 'express';
+import type { AuthUser, Database, FeatureFlags, FieldFilter, ListOptions, Logger } from '../../lib/index';
 import {
   AppError,
   asyncHandler,
@@ -21,6 +21,8 @@ export interface PatientRoutesOptions {
   /** To check that a patient is assigned to a provider's login. */
   users: UserRepository;
   labs: LabClient;
+  /** `patient-summary` gates `GET /patients/:id/summary` (off: the route does not exist for the caller). */
+  flags: FeatureFlags;
   logger: Logger;
   /** Where the router is mounted, for `Location` headers. */
   basePath: string;
@@ -142,7 +144,7 @@ async function checkAssignment(
  * response is sent and rolled back on any 4xx/5xx.
  */
 export function patientRoutes(options: PatientRoutesOptions): Router {
-  const { router, db, patients, users, labs, logger, basePath } = options;
+  const { router, db, patients, users, labs, flags, logger, basePath } = options;
   const inTransaction = db.withRequestTransaction();
   const location = (id: string) => `${basePath}/patients/${encodeURIComponent(id)}`;
   // Every query goes through the caller's scope: a patient outside it is a 404, exactly like one
@@ -230,6 +232,21 @@ export function patientRoutes(options: PatientRoutesOptions): Router {
       await visible(req).delete(idOf(req));
       logger.info('patient deleted', { patient_id: idOf(req) });
       res.status(204).end();
+    }),
+  );
+
+  // A feature being rolled out: where the flag is off for the caller, the route is a plain 404.
+  router.get(
+    '/patients/:id/summary',
+    asyncHandler(async (req: Request, res: Response, next: NextFunction) => {
+      if (!flags.isEnabled('patient-summary')) {
+        next();
+        return;
+      }
+      const patient = await visible(req).getById(idOf(req));
+      const born = new Date(`${patient.birth_date}T00:00:00Z`);
+      const age = Math.floor((Date.now() - born.getTime()) / (365.25 * 86_400_000));
+      res.json({ success: true, data: { id: patient.id, status: patient.status, age_years: age } });
     }),
   );
 

@@ -1,8 +1,16 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Auth, Database } from '../../lib/index';
-import { createDatabase, createLogger, loadSettings } from '../../lib/index';
-import { closeProtection, createApp, createProtection } from './app';
+import type { Auth, Database, FeatureFlags } from '../../lib/index';
+import {
+  createDatabase,
+  createLogger,
+  featureFlags,
+  gracefulShutdown,
+  health,
+  loadSettings,
+} from '../../lib/index';
+import { closeProtection, createApp, createProtection, DEMO_FLAGS } from './app';
+import { disconnectedLabs, resilientLabs } from './labs';
 import { serviceAuth } from './auth';
 import { DEFAULT_DATABASE_URL, ensureSqliteDirectory, prepareDatabase, redactUrl } from './database';
 import type { DemoUser } from './seed';
@@ -20,7 +28,11 @@ export interface Started {
   seeded: number;
   /** How many demo logins were inserted at this start (0 when the table already had rows). */
   users: number;
-  /** Stop accepting connections, let in-flight requests finish, then close the denylist and the database. */
+  flags: FeatureFlags;
+  /**
+   * `gracefulShutdown()`: readiness fails, the server stops accepting, in-flight requests finish,
+   * idle keep-alive connections close, then the guards, flags, denylist and database close.
+   */
   stop(): Promise<void>;
 }
 
@@ -40,6 +52,12 @@ export function portFrom(value: string | undefined): number {
  */
 export async function start(
   env: Readonly<Record<string, string | undefined>> = process.env,
+  shutdownOptions: {
+    /** Signals that start the shutdown. Default none (the caller calls `stop()`); `main()` passes SIGTERM and SIGINT. */
+    signals?: NodeJS.Signals[];
+    /** Called with the exit code once stopped. Default: none (`stop()` resolves). */
+    exit?: (code: number) => void;
+  } = {},
 ): Promise<Started> {
   const port = portFrom(env.PORT);
   const settings = loadSettings(env);
@@ -59,7 +77,17 @@ export async function start(
     throw err;
   }
   const protection = createProtection(settings, (name) => createLogger(name, { settings }));
-  const app = createApp({ settings, db, auth, protection });
+  // Flags shared through Redis when REDIS_URL is set (a change on one instance reaches all within a second).
+  const flags = featureFlags({ settings, flags: DEMO_FLAGS, logger: createLogger('flags', { settings }) });
+  const labs = resilientLabs(disconnectedLabs(), { logger: createLogger('labs', { settings }) });
+  const probes = health({
+    database: db,
+    breakers: [labs.breaker],
+    flags,
+    settings,
+    logger: createLogger('health', { settings }),
+  });
+  const app = createApp({ settings, db, auth, protection, flags, labs, health: probes });
   const server = await new Promise<Server>((resolve, reject) => {
     const s = app.listen(port);
     s.once('error', reject);
@@ -68,22 +96,24 @@ export async function start(
     });
   }).catch(async (err: unknown) => {
     await closeProtection(protection);
+    await flags.close();
+    await probes.close();
     await auth.close();
     await db.close();
     throw err;
   });
   const { port: actual } = server.address() as AddressInfo;
-  let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> =>
-    (stopping ??= new Promise<void>((resolve) => {
-      server.close(() => {
-        resolve();
-      });
-      server.closeIdleConnections();
-    })
-      .then(() => closeProtection(protection))
-      .then(() => auth.close())
-      .then(() => db.close()));
+  const graceful = gracefulShutdown(server, {
+    health: probes,
+    // Closed in this order once the last request has finished.
+    resources: [{ close: () => closeProtection(protection) }, flags, probes, auth, db],
+    timeoutMs: 10_000,
+    signals: shutdownOptions.signals ?? [],
+    exit: shutdownOptions.exit ?? false,
+    settings,
+    logger: createLogger('shutdown', { settings }),
+  });
+  const stop = (): Promise<void> => graceful.shutdown('stop');
   return {
     server,
     url: `http://localhost:${actual}`,
@@ -93,6 +123,7 @@ export async function start(
     databaseUrl: redactUrl(url),
     seeded,
     users,
+    flags,
     stop,
   };
 }
@@ -203,27 +234,17 @@ export function walkthrough(
 async function main(): Promise<void> {
   let started: Started;
   try {
-    started = await start(process.env);
+    // SIGTERM/SIGINT: graceful shutdown, then exit 0 (1 if requests were still running after 10 s).
+    started = await start(process.env, {
+      signals: ['SIGTERM', 'SIGINT'],
+      exit: (code) => process.exit(code),
+    });
   } catch (err) {
     // ConfigError lists every bad variable at once; a database error says what failed. No stack.
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   }
   process.stdout.write(walkthrough(started));
-
-  const stop = (): void => {
-    // In-flight requests get a few seconds; then leave anyway (exit code 1: not a clean stop).
-    setTimeout(() => process.exit(1), 5000).unref();
-    started.stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        process.stderr.write(`shutdown: ${err instanceof Error ? err.message : String(err)}\n`);
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
 }
 
 // Listen only when run directly (`npm run demo`); importing this file starts nothing.

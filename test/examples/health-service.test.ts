@@ -100,16 +100,21 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
       waitFor(() => logs.lines.find((l) => l.logger === 'http' && l.request_id === requestId));
     const list = (query: string) => admin.get(`${API}/patients${query}`);
 
-    test('GET /health answers 200 with the database status and is left out of the access log', async () => {
+    test('GET /health answers 200 in application/health+json with the database, breaker and flag checks, and is left out of the access log', async () => {
       const res = await admin.get('/health').expect(200);
+      expect(res.headers['content-type']).toMatch(/^application\/health\+json/);
       expect(res.body).toMatchObject({
-        status: 'ok',
-        service: settings.appName,
+        status: 'pass',
         version: settings.appVersion,
-        database: { status: 'healthy', dialect },
+        serviceId: settings.appName,
       });
-      expect(typeof res.body.database.latency_ms).toBe('number');
-      expect(typeof res.body.database.version).toBe('string');
+      const checks = res.body.checks as Record<string, { status: string; observedValue: unknown }[]>;
+      expect(checks['database:responseTime']?.[0]).toMatchObject({ status: 'pass' });
+      expect(typeof checks['database:responseTime']?.[0]?.observedValue).toBe('number');
+      expect(checks['circuitBreaker:labs']?.[0]).toMatchObject({ status: 'pass', observedValue: 'closed' });
+      expect(checks['featureFlags:store']?.[0]).toMatchObject({ status: 'pass' });
+      await admin.get('/health/live').expect(200);
+      await admin.get('/health/ready').expect(200);
       await list('').expect(200);
       await waitFor(() => logs.lines.find((l) => l.logger === 'http'));
       expect(logs.lines.filter((l) => l.logger === 'http').map((l) => l.route)).toEqual([`${API}/patients`]);
@@ -791,11 +796,11 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
       const down = downApp(db, logs);
       const started = Date.now();
       const res = await request(down.app).get('/health').expect(503);
-      expect(res.body).toMatchObject({
-        status: 'unavailable',
-        service: settings.appName,
-        database: { status: 'unhealthy', dialect: 'postgres', error: 'ECONNREFUSED' },
-      });
+      expect(res.body).toMatchObject({ status: 'fail', serviceId: settings.appName });
+      expect(res.body.checks['database:responseTime'][0]).toMatchObject({ status: 'fail' });
+      expect(JSON.stringify(res.body)).not.toContain('postgres@');
+      await request(down.app).get('/health/ready').expect(503);
+      await request(down.app).get('/health/live').expect(200);
       const api = await down.admin.get(`${API}/patients`).expect(503);
       expect(api.body).toMatchObject({ success: false, error_code: 'SERVICE_UNAVAILABLE' });
       const write = await down.admin.post(`${API}/patients`).send(NEW_PATIENT).expect(503);
@@ -815,10 +820,8 @@ describe.each(EXPRESS)('examples/health-service on $name', ({ express, major }) 
       await db.close();
       const down = downApp(db, logs);
       const res = await request(down.app).get('/health').expect(503);
-      expect(res.body).toMatchObject({
-        status: 'unavailable',
-        database: { status: 'unhealthy', dialect: 'sqlite' },
-      });
+      expect(res.body).toMatchObject({ status: 'fail' });
+      expect(res.body.checks['database:responseTime'][0]).toMatchObject({ status: 'fail' });
       const api = await down.admin.get(`${API}/patients`);
       // Knex reports a destroyed pool with a plain Error, which lib/errors maps to 500 (not 503).
       expect([500, 503]).toContain(api.status);

@@ -6,10 +6,11 @@
  */
 
 /**
- * Queried by an alert or a panel but emitted only from a later release (circuit breakers). The
- * contract test fails when one of them appears in /metrics, so that it is taken off this list then.
+ * Queried by an alert or a panel but emitted only from a later release. The contract test fails
+ * when one of them appears in /metrics, so that it is taken off this list then. (The circuit
+ * breaker families arrived with the example's lab breaker: none is pending now.)
  */
-export const PENDING: readonly string[] = ['circuit_breaker_state', 'circuit_breaker_transitions_total'];
+export const PENDING: readonly string[] = [];
 
 /** Series Prometheus makes itself for each target, never in an exposition. */
 export const SYNTHETIC: readonly string[] = ['up'];
