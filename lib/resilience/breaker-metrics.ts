@@ -1,5 +1,5 @@
 import type { Metrics } from '../metrics/index.js';
-import type { CallResult, CircuitBreakerState } from './breaker-options.js';
+import type { CallResult, CircuitBreakerState } from './breaker-types.js';
 
 /** The values of `circuit_breaker_state`: the monitoring rules alert on `== 2`. */
 export const STATE_VALUE: Readonly<Record<CircuitBreakerState, number>> = {

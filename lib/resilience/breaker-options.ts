@@ -1,4 +1,3 @@
-import type { Settings } from '../config/index.js';
 import { loadSettings } from '../config/index.js';
 import { ConfigError, readOptions } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
@@ -6,83 +5,8 @@ import { createLogger } from '../logging/index.js';
 import type { Metrics } from '../metrics/index.js';
 import { metricsFor } from '../metrics/index.js';
 import { MAX_TIMER_MS } from './abort.js';
+import type { CircuitBreakerEvent, CircuitBreakerMode, CircuitBreakerOptions } from './breaker-types.js';
 import { isDependencyFailure } from './classify.js';
-
-/** `closed`: calls go through; `open`: calls are refused fast; `half_open`: the next call is a probe. */
-export type CircuitBreakerState = 'closed' | 'open' | 'half_open';
-
-/** How a breaker decides to open: failures in a row, or the failure rate over a rolling window. */
-export type CircuitBreakerMode = 'consecutive' | 'rate';
-
-/** How a call ended, as `circuit_breaker_calls_total{result}` and `stats().calls` count it. */
-export type CallResult = 'success' | 'failure' | 'rejected' | 'fallback' | 'cancelled';
-
-/** A change of state, as `onStateChange` listeners and `onEvent` receive it. */
-export interface StateChange {
-  readonly name: string;
-  readonly from: CircuitBreakerState;
-  readonly to: CircuitBreakerState;
-  /** When, in epoch milliseconds. */
-  readonly at: number;
-  /** On opening: the failure's code or class (`ECONNREFUSED`, `TIMEOUT`, `TypeError`), never its message. */
-  readonly reason?: string;
-}
-
-/** Everything a breaker reports to `onEvent`, in the order it happens. */
-export type CircuitBreakerEvent =
-  | ({ readonly type: 'state_change' } & StateChange)
-  | {
-      readonly type: 'success';
-      readonly name: string;
-      readonly durationMs: number;
-      /** Set when the call threw an error `expectedException` does not count (a 404). */
-      readonly error?: unknown;
-    }
-  | { readonly type: 'failure'; readonly name: string; readonly durationMs: number; readonly error: unknown }
-  | { readonly type: 'rejected'; readonly name: string; readonly retryAfterSeconds: number }
-  | { readonly type: 'fallback'; readonly name: string; readonly error: unknown }
-  | { readonly type: 'cancelled'; readonly name: string };
-
-/** Everything `circuitBreaker()` accepts. `F` is what the fallback returns. */
-export interface CircuitBreakerOptions<F = never> {
-  /** The dependency's name: `service_name` label, `details.service` of a 503, log field. 1–64 of `A–Z a–z 0–9 _ . -`. Required. */
-  name: string;
-  /** `'consecutive'` (failures in a row) or `'rate'` (failure rate over a rolling window). Default `'consecutive'`. */
-  mode?: CircuitBreakerMode;
-  /** Consecutive mode: failures in a row that open the circuit. Default 5. */
-  failureThreshold?: number;
-  /** Rate mode: the circuit opens when more than this share of the window's calls failed (0 < rate < 1). Default 0.5. */
-  failureRate?: number;
-  /** Rate mode: the rolling window in milliseconds (at least 100). Default 60 000. */
-  windowMs?: number;
-  /** Rate mode: calls the window needs before the rate can open the circuit. Default 10. */
-  minimumRequests?: number;
-  /** Milliseconds an open circuit refuses calls before it lets one probe through (half-open). Default 30 000. */
-  recoveryTimeout?: number;
-  /**
-   * Which errors count as the dependency's failures. Default: every error except one carrying an
-   * HTTP status below 500 (an AppError, an HTTP client's error, a Response) — a 404 from the
-   * dependency is an answer, not an outage. A call the caller cancelled (its signal aborted) never
-   * counts, except that a cancelled probe reopens the circuit.
-   */
-  expectedException?: (err: unknown) => boolean;
-  /**
-   * The answer when the circuit refuses a call (its `CircuitOpenError`) or a call fails: cached data,
-   * a default. Errors that do not count, and cancelled calls, still reject. Default none.
-   */
-  fallback?: (err: unknown) => F | Promise<F>;
-  /** Told of every call and change of state; a throw is logged and ignored. Default none. */
-  onEvent?: (event: CircuitBreakerEvent) => void;
-  /**
-   * Where `circuit_breaker_state`, `circuit_breaker_transitions_total` and
-   * `circuit_breaker_calls_total` are reported (read at scrape time); `false`: nowhere. Default `getMetrics()`.
-   */
-  metrics?: Metrics | false;
-  /** Where the open (warn) and close (info) lines go. Default `createLogger('circuit-breaker')`. */
-  logger?: Logger;
-  /** Settings to read defaults from. Default `loadSettings(process.env)`. */
-  settings?: Settings;
-}
 
 /** The options, checked and with their defaults. */
 export interface BreakerConfig<F> {

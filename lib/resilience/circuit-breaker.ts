@@ -11,63 +11,20 @@ import { CircuitOpenError, ConfigError } from '../errors/index.js';
 import { aborted, abortReason, callSignal, isSignal } from './abort.js';
 import type { BreakerCounters } from './breaker-metrics.js';
 import { reportBreaker } from './breaker-metrics.js';
+import type { BreakerConfig } from './breaker-options.js';
 import type {
-  BreakerConfig,
+  BreakerDecorator,
   CallResult,
+  CircuitBreaker,
   CircuitBreakerEvent,
-  CircuitBreakerMode,
   CircuitBreakerOptions,
   CircuitBreakerState,
+  CircuitBreakerStats,
   StateChange,
-} from './breaker-options.js';
+} from './breaker-types.js';
 import { readBreakerOptions } from './breaker-options.js';
 import { errorKind } from './classify.js';
 import { RateBreaker } from './rate-breaker.js';
-
-/** What `stats()` reports. */
-export interface CircuitBreakerStats {
-  readonly name: string;
-  readonly mode: CircuitBreakerMode;
-  readonly state: CircuitBreakerState;
-  /** Calls since start (or `reset()`), by result — the same counts as `circuit_breaker_calls_total`. */
-  readonly calls: Readonly<Record<CallResult, number>>;
-  /** Consecutive mode: failures in a row now. Rate mode: failures in the window. */
-  readonly failures: number;
-  /** Rate mode: calls in the window. Consecutive mode: undefined. */
-  readonly requests: number | undefined;
-  /** When the circuit last opened (epoch ms), while it is open or half-open. */
-  readonly openedAt: number | undefined;
-  /** While open: milliseconds until a probe may pass. Otherwise 0. */
-  readonly retryAfterMs: number;
-}
-
-/** A TC39 (TypeScript 5 standard) method decorator for async methods. */
-export type BreakerDecorator<F> = <This, A extends unknown[], T>(
-  method: (this: This, ...args: A) => Promise<T>,
-  context: ClassMethodDecoratorContext<This, (this: This, ...args: A) => Promise<T>>,
-) => (this: This, ...args: A) => Promise<T | F>;
-
-/** A circuit breaker from `circuitBreaker()`; `F` is what its fallback returns (`never` without one). */
-export interface CircuitBreaker<F = never> {
-  readonly name: string;
-  readonly state: CircuitBreakerState;
-  /**
-   * Run `fn` through the breaker. Open: rejects at once with a 503 `CircuitOpenError` (or answers
-   * with the fallback). `fn` receives `signal` (a fresh one when none is given).
-   */
-  execute<T>(fn: (signal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T | F>;
-  /** `fn` behind the breaker, with the same parameters (and `this`). */
-  wrap<A extends unknown[], T>(fn: (...args: A) => Promise<T>): (...args: A) => Promise<T | F>;
-  /** A standard method decorator: `@labs.decorate() async fetchResults(id) { … }`. */
-  decorate(): BreakerDecorator<F>;
-  /** Listen to state changes; returns the function that stops listening. */
-  onStateChange(listener: (change: StateChange) => void): () => void;
-  stats(): CircuitBreakerStats;
-  /** Close the circuit and forget failures and counts (an operator's override). */
-  reset(): void;
-  /** Stop reporting metrics, drop listeners and the half-open timer. Calls still work. */
-  close(): Promise<void>;
-}
 
 /** A failure that counts, boxed on its way through cockatiel so that its filter is a type check. */
 class Failure extends Error {
@@ -80,10 +37,10 @@ function emptyCalls(): Record<CallResult, number> {
   return { success: 0, failure: 0, rejected: 0, fallback: 0, cancelled: 0 };
 }
 
-class Breaker<F> implements CircuitBreaker<F>, BreakerCounters {
+class Breaker<F> implements CircuitBreaker<F> {
   readonly name: string;
-  readonly calls = emptyCalls();
-  readonly transitions = new Map<CircuitBreakerState, Map<CircuitBreakerState, number>>();
+  readonly #calls = emptyCalls();
+  readonly #transitions = new Map<CircuitBreakerState, Map<CircuitBreakerState, number>>();
   readonly #config: BreakerConfig<F>;
   #engine!: CircuitBreakerPolicy;
   #counter!: ConsecutiveBreaker | RateBreaker;
@@ -99,7 +56,18 @@ class Breaker<F> implements CircuitBreaker<F>, BreakerCounters {
     this.#config = config;
     this.name = config.name;
     this.#startEngine();
-    if (config.metrics !== undefined) this.#stopMetrics = reportBreaker(config.metrics, this);
+    if (config.metrics !== undefined) {
+      const state = () => this.#state;
+      const counters: BreakerCounters = {
+        name: this.name,
+        get state() {
+          return state();
+        },
+        calls: this.#calls,
+        transitions: this.#transitions,
+      };
+      this.#stopMetrics = reportBreaker(config.metrics, counters);
+    }
   }
 
   get state(): CircuitBreakerState {
@@ -176,7 +144,7 @@ class Breaker<F> implements CircuitBreaker<F>, BreakerCounters {
       name: this.name,
       mode: this.#config.mode,
       state: this.#state,
-      calls: { ...this.calls },
+      calls: { ...this.#calls },
       failures: counts.failures,
       requests: counts.requests,
       openedAt: this.#openedAt,
@@ -189,7 +157,6 @@ class Breaker<F> implements CircuitBreaker<F>, BreakerCounters {
 
   reset(): void {
     this.#startEngine();
-    Object.assign(this.calls, emptyCalls());
     this.#transition('closed');
   }
 
@@ -293,7 +260,7 @@ class Breaker<F> implements CircuitBreaker<F>, BreakerCounters {
   }
 
   #count(result: CallResult): void {
-    this.calls[result]++;
+    this.#calls[result]++;
   }
 
   #transition(to: CircuitBreakerState, reason?: string): void {
@@ -313,10 +280,10 @@ class Breaker<F> implements CircuitBreaker<F>, BreakerCounters {
         this.#timer.unref();
       }
     } else if (to === 'closed') this.#openedAt = undefined;
-    let byTarget = this.transitions.get(from);
+    let byTarget = this.#transitions.get(from);
     if (byTarget === undefined) {
       byTarget = new Map<CircuitBreakerState, number>();
-      this.transitions.set(from, byTarget);
+      this.#transitions.set(from, byTarget);
     }
     byTarget.set(to, (byTarget.get(to) ?? 0) + 1);
     this.#log(from, to, reason);

@@ -5,8 +5,10 @@ export type {
   CircuitBreakerEvent,
   CallResult,
   StateChange,
-} from './breaker-options.js';
-export type { CircuitBreaker, CircuitBreakerStats, BreakerDecorator } from './circuit-breaker.js';
+  CircuitBreaker,
+  CircuitBreakerStats,
+  BreakerDecorator,
+} from './breaker-types.js';
 export { circuitBreaker } from './circuit-breaker.js';
 export type { RetryOptions, RetryEvent } from './retry.js';
 export { retry, retryWithBackoff } from './retry.js';

@@ -137,5 +137,9 @@ export async function retry<T>(
   }
 }
 
-/** The seed's name for {@link retry}. */
+/**
+ * The seed's name for {@link retry}: the same function.
+ *
+ * @alias
+ */
 export const retryWithBackoff = retry;

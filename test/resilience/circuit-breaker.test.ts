@@ -211,7 +211,7 @@ describe('fallback', () => {
     await expect(breaker.execute(() => Promise.reject(new core.NotFoundError('Lab')))).rejects.toBeInstanceOf(
       core.NotFoundError,
     );
-    expect(breaker.stats().calls).toMatchObject({ fallback: 0, success: 1 });
+    expect(breaker.stats().calls).toMatchObject({ fallback: 2, success: 1, failure: 0, rejected: 0 });
   });
 
   it('counts fallback answers apart from failures and refusals', async () => {
@@ -365,12 +365,13 @@ describe('cancellation', () => {
 });
 
 describe('reset, stats and close', () => {
-  it('reset() closes an open circuit and forgets failures and counts', async () => {
+  it('reset() closes an open circuit and forgets its failures; the call counts stay', async () => {
     const { breaker } = make({ failureThreshold: 2 });
     await failTimes(breaker, 2);
     breaker.reset();
     expect(breaker.state).toBe('closed');
     expect(breaker.stats()).toMatchObject({ failures: 0, openedAt: undefined, retryAfterMs: 0 });
+    expect(breaker.stats().calls.failure).toBe(2);
     await failTimes(breaker, 1);
     expect(breaker.state).toBe('closed');
   });
