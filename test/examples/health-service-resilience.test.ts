@@ -97,13 +97,13 @@ describe.each(EXPRESS)(
       await labsOf(LEES_PATIENT.id).expect(200);
       await labsOf(LEES_PATIENT.id).expect(200);
       // The report is cached for a second (probes must not load the database): it follows within it.
-    const deadline = Date.now() + 3000;
-    let status = '';
-    while (status !== 'pass' && Date.now() < deadline) {
-      status = String((await request(app).get('/health').expect(200)).body.status);
-      if (status !== 'pass') await sleep(100);
-    }
-    expect(status).toBe('pass');
+      const deadline = Date.now() + 3000;
+      let status = '';
+      while (status !== 'pass' && Date.now() < deadline) {
+        status = String((await request(app).get('/health').expect(200)).body.status);
+        if (status !== 'pass') await sleep(100);
+      }
+      expect(status).toBe('pass');
 
       const text = await metrics.render();
       expect(text).toMatch(/circuit_breaker_state\{service_name="labs",app="records"\} 0/);

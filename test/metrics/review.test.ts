@@ -165,8 +165,8 @@ describe('endpoint and registry checks the review asked about', () => {
     expect(() => metrics.histogram('a_seconds', 'h', [], [2, 1, 1])).toThrow(core.ConfigError);
     expect(() => metrics.histogram('b_seconds', 'h', [], [])).toThrow(core.ConfigError);
     expect(() => metrics.counter('c_total', 'h', 'label' as unknown as string[])).toThrow(core.ConfigError);
-    expect(() => metrics.counter('d_total', '' as string)).toThrow(core.ConfigError);
-    expect(metrics.histogram('e_seconds', 'h', [], [0.1, 1]).name).toBe('e_seconds');
+    expect(() => metrics.counter('d_total', '')).toThrow(core.ConfigError);
+    expect(() => metrics.histogram('e_seconds', 'h', [], [0.1, 1])).not.toThrow();
   });
 
   test('an exception message spanning lines never reaches the span stack', async () => {
