@@ -134,6 +134,9 @@ function clientOptions(name: string) {
     // A command that timed out was answered (fallback, 503) already: replaying it after a
     // reconnect would count it twice.
     autoResendUnfulfilledCommands: false,
+    // Closing a client that is still reconnecting to an unreachable Redis would otherwise leave
+    // ioredis' 2 s disconnect timer running, and keep a process (or jest) alive after close().
+    disconnectTimeout: 200,
     retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 3_000),
   } as const;
 }
