@@ -3,6 +3,7 @@
  * local HTTP dependency: one AbortSignal cancels the whole chain, timeouts count as the
  * dependency's failures, and a `Retry-After` from the dependency's 503 is honoured.
  */
+import { getEventListeners } from 'node:events';
 import * as core from '../../lib/index';
 import { breakers, rejectionOf, slowServer, type SlowServer } from './support';
 
@@ -124,5 +125,35 @@ describe('timeout inside retry inside circuitBreaker', () => {
     expect(err).toMatchObject({ status: 404 });
     expect(server.received).toBe(1);
     expect(breaker.state).toBe('closed');
+  });
+
+  it('a long-lived signal collects no abort listeners, however the calls end', async () => {
+    const { breaker } = make({ failureThreshold: 1000 });
+    const pool = core.bulkhead(2, 30);
+    const client = new AbortController();
+    const signal = client.signal;
+    const attempt = (i: number, n: number) =>
+      i % 3 === 0 && n === 0
+        ? Promise.reject(Object.assign(new Error('reset'), { code: 'ECONNRESET' }))
+        : i % 3 === 1
+          ? Promise.reject(new core.NotFoundError('Lab'))
+          : Promise.resolve(i);
+    const calls = Array.from({ length: 30 }, (_, i) =>
+      pool.execute(
+        (p) =>
+          breaker.execute(
+            (b) =>
+              core.retry((r, n) => core.timeout(() => attempt(i, n), 1000, { signal: r }), {
+                signal: b,
+                baseDelay: 1,
+              }),
+            p,
+          ),
+        signal,
+      ),
+    );
+    const results = await Promise.allSettled(calls);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(20);
+    expect(getEventListeners(signal, 'abort')).toHaveLength(0);
   });
 });
