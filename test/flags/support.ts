@@ -4,7 +4,6 @@
  * after each test, so no connection outlives it).
  */
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import * as core from '../../lib/index';
 import { captureLogger, type CapturedLogger } from '../support/logs';
@@ -21,21 +20,8 @@ export function flagPrefix(tag: string): string {
   return `caduceus:test:${workerSchema()}:flags:${tag}:${randomBytes(4).toString('hex')}:`;
 }
 
-/** Probe until `done(value)` or `ms` have passed; returns the last value and how long it took. */
-export async function within<T>(
-  ms: number,
-  probe: () => Promise<T> | T,
-  done: (value: T) => boolean,
-  everyMs = 10,
-): Promise<{ value: T; ms: number }> {
-  const start = Date.now();
-  for (;;) {
-    const value = await probe();
-    const elapsed = Date.now() - start;
-    if (done(value) || elapsed >= ms) return { value, ms: elapsed };
-    await sleep(everyMs);
-  }
-}
+/** Probe until a condition holds, with a deadline: the auth suites' helper. */
+export { within } from '../auth/redis-support';
 
 /** How many lines of `log` have `message`. */
 export function count(log: CapturedLogger, message: string): number {

@@ -2,7 +2,6 @@
  * Shared by the health suites: quiet settings, an app with the health router mounted (Express 4
  * or 5), the routers built in a test closed after it, and a port nothing listens on.
  */
-import { createServer } from 'node:net';
 import type { Express } from 'express';
 import type request from 'supertest';
 import * as core from '../../lib/index';
@@ -52,18 +51,7 @@ export function entry(report: core.HealthReport, key: string): core.HealthCheckR
   return found[0]!;
 }
 
-/** A port on 127.0.0.1 that nothing listens on (bound, then released). */
-export async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  await new Promise<void>((resolve) =>
-    server.close(() => {
-      resolve();
-    }),
-  );
-  return address.port;
-}
+/** A port on 127.0.0.1 that nothing listens on: the database suites' helper. */
+export { closedPort } from '../database/helpers';
 
 export const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
