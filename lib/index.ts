@@ -72,6 +72,9 @@ export type { Database, DatabaseOptions, PoolStats, HealthStatus, Dialect } from
 export { createDatabase, database } from './database/index.js';
 export type {
   RepositoryOptions,
+  RepositoryAccess,
+  RepositoryAuditOptions,
+  RepositoryAuditSink,
   UpdateOptions,
   FilterOp,
   Scalar,
@@ -225,3 +228,29 @@ export type {
   OpenFeatureContext,
 } from './flags/index.js';
 export { featureFlags, configureFlags, getFeatureFlags, isFeatureEnabled } from './flags/index.js';
+
+// audit
+export type {
+  AuditAction,
+  AuditActorType,
+  AuditDetails,
+  AuditEvent,
+  AuditEventInput,
+  AuditEventsRouterOptions,
+  AuditOptions,
+  AuditOutcome,
+  AuditPage,
+  AuditQuery,
+  AuditStats,
+  VerifyOptions,
+  VerifyResult,
+} from './audit/index.js';
+export {
+  audit,
+  AuditTrail,
+  auditEventsRouter,
+  toFhirAuditEvent,
+  verifyAuditChain,
+  AUDIT_ACTIONS,
+  AUDIT_OUTCOMES,
+} from './audit/index.js';

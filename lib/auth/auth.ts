@@ -117,6 +117,11 @@ export interface Auth {
    * `authenticate()` counts. Your login route logs the details; this writes no log line.
    */
   recordLoginFailure(): void;
+  /**
+   * Be told of every authentication event (as `onEvent` is), e.g. by `core.audit({ auth })`.
+   * Returns the function that stops it. A listener that throws is logged, never the caller's problem.
+   */
+  subscribe(listener: (event: AuthEvent) => void): () => void;
   readonly revocation: RevocationStore;
   close(): Promise<void>;
 }
@@ -315,6 +320,7 @@ export function createAuth(input: Readonly<AuthOptions> = {}): Auth {
     recordLoginFailure: () => {
       monitor.loginFailure();
     },
+    subscribe: (listener) => monitor.subscribe(listener),
     revocation: store,
     async close() {
       unreport();

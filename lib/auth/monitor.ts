@@ -1,3 +1,4 @@
+import { ConfigError } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
 import { logSecurityEvent } from '../logging/index.js';
 import type { Metrics } from '../metrics/index.js';
@@ -90,6 +91,7 @@ export class AuthMonitor {
   #revoked = 0;
   #reuse = 0;
   readonly #failure = new Map<AuthFailureReason, number>();
+  readonly #listeners = new Set<(event: AuthEvent) => void>();
 
   constructor(logger: Logger, onEvent: ((event: AuthEvent) => void) | undefined) {
     this.#logger = logger;
@@ -157,6 +159,19 @@ export class AuthMonitor {
     this.#emit({ type: 'refresh_reuse', userId, reason: 'refresh_reuse' });
   }
 
+  subscribe(listener: (event: AuthEvent) => void): () => void {
+    if (typeof listener !== 'function')
+      throw ConfigError.option('subscribe', 'listener', 'a function', listener);
+    // A wrapper per subscription, so the same function subscribed twice is told twice and unsubscribed once each.
+    const entry = (event: AuthEvent): void => {
+      listener(event);
+    };
+    this.#listeners.add(entry);
+    return () => {
+      this.#listeners.delete(entry);
+    };
+  }
+
   counters(): AuthCounters {
     return {
       success: this.#success,
@@ -169,9 +184,13 @@ export class AuthMonitor {
   }
 
   #emit(event: AuthEvent): void {
-    if (this.#onEvent === undefined) return;
+    if (this.#onEvent !== undefined) this.#call(this.#onEvent, event);
+    for (const listener of this.#listeners) this.#call(listener, event);
+  }
+
+  #call(listener: (event: AuthEvent) => void, event: AuthEvent): void {
     try {
-      this.#onEvent(event);
+      listener(event);
     } catch (err) {
       this.#logger.error('auth onEvent hook threw', { error: err });
     }

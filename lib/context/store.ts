@@ -27,6 +27,12 @@ export interface RequestContext {
   /** Set by `authenticate()` (or `setUser()`) once the caller is known. */
   userId: string | undefined;
   roles: readonly string[] | undefined;
+  /** How the caller was identified: `user` (a token), `service` (a client certificate). */
+  actorType?: 'user' | 'service' | undefined;
+  /** The `User-Agent` header. */
+  readonly userAgent?: string | undefined;
+  /** A request header's (first) value: for parts that record facts about the request (the audit trail). */
+  header?(name: string): string | undefined;
   /** `traceparent` value to send on outgoing calls so the trace continues. */
   readonly traceparent: string;
   /**
@@ -152,6 +158,7 @@ let warnedMount = false;
 export class Context extends RouteTracker implements RequestContext {
   userId: string | undefined = undefined;
   roles: readonly string[] | undefined = undefined;
+  actorType: 'user' | 'service' | undefined = undefined;
   #ip: string | undefined | null = null;
   readonly #req: RequestLike | undefined;
 
@@ -183,6 +190,15 @@ export class Context extends RouteTracker implements RequestContext {
             : (req.ip ?? req.socket.remoteAddress);
     }
     return this.#ip;
+  }
+
+  get userAgent(): string | undefined {
+    return this.#req?.headers['user-agent'];
+  }
+
+  header(name: string): string | undefined {
+    const value = this.#req?.headers[name];
+    return Array.isArray(value) ? value[0] : value;
   }
 
   get traceparent(): string {
@@ -504,11 +520,17 @@ export function traceHeaders(req?: object): Record<string, string> {
 }
 
 /** Record who the caller is; `authenticate()` calls this. Ignored outside a request. */
-export function setUser(userId: string | undefined, roles?: readonly string[], req?: object): void {
+export function setUser(
+  userId: string | undefined,
+  roles?: readonly string[],
+  req?: object,
+  actorType: 'user' | 'service' = 'user',
+): void {
   const ctx = getContext(req);
   if (ctx === undefined) return;
   ctx.userId = userId;
   ctx.roles = roles;
+  ctx.actorType = userId === undefined ? undefined : actorType;
 }
 
 /** Run `fn` inside a context (background jobs, tests, queue consumers). */

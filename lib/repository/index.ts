@@ -28,7 +28,13 @@ import type {
 } from './types.js';
 
 export * from './types.js';
-export type { RepositoryOptions, UpdateOptions } from './options.js';
+export type {
+  RepositoryAccess,
+  RepositoryAuditOptions,
+  RepositoryAuditSink,
+  RepositoryOptions,
+  UpdateOptions,
+} from './options.js';
 import type { Config, Id, RepositoryOptions, Row, UpdateOptions } from './options.js';
 import { IDENT, TIMESTAMP_COLUMNS, buildConfig } from './options.js';
 
@@ -196,12 +202,28 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
     return row as T;
   }
 
+  /**
+   * Tell `access` listeners and the audit trail. `rows` (raw, hidden columns included) give the
+   * audit trail each row's patient.
+   */
   protected emit(
     action: RepositoryAction,
     ids: readonly Id[],
     outcome: RepositoryEvent['outcome'],
     fields?: readonly string[],
+    rows?: readonly Row[],
   ): void {
+    const audit = this.config.audit;
+    if (audit !== undefined) {
+      audit.trail.recordRepositoryAccess({
+        action,
+        resourceType: audit.resourceType,
+        ids: ids.map(String),
+        patientIds: this.#patientsOf(audit.patientIdColumn, ids, rows),
+        outcome,
+        filterFields: fields,
+      });
+    }
     if (this.events.listenerCount('access') === 0) return;
     const ctx = getContext();
     const event: RepositoryEvent = {
@@ -214,6 +236,29 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
       outcome,
     };
     this.events.emit('access', event);
+  }
+
+  #patientsOf(
+    column: string | undefined,
+    ids: readonly Id[],
+    rows: readonly Row[] | undefined,
+  ): (string | undefined)[] {
+    if (column === undefined) return [];
+    if (column === this.config.idColumn) return ids.map(String);
+    return ids.map((_, i) => {
+      const v = rows?.[i]?.[column];
+      return typeof v === 'string' || typeof v === 'number' || typeof v === 'bigint' ? String(v) : undefined;
+    });
+  }
+
+  /** An audited repository asks its trail for room before touching data (503 when it has none). */
+  #admit(): void {
+    this.config.audit?.trail.admit();
+  }
+
+  /** The row as written, for the audit trail: what the database returned, over what was sent. */
+  #auditRow(sent: Row, returned: T): Row[] | undefined {
+    return this.config.audit === undefined ? undefined : [{ ...sent, ...(returned as Row) }];
   }
 
   /** Driver errors become the seed's errors, named after this resource. */
@@ -296,16 +341,24 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
   }
 
   async create(data: C): Promise<T> {
+    this.#admit();
     const input = this.validate(this.config.createSchema, data, false);
     const row = this.prepareWrite(input, true);
     const entity = await this.run(() => this.#insertOne(this.writer(), row));
-    this.emit('create', [(entity as Row)[this.config.idColumn] as Id], 'success');
+    this.emit(
+      'create',
+      [(entity as Row)[this.config.idColumn] as Id],
+      'success',
+      undefined,
+      this.#auditRow(row, entity),
+    );
     return entity;
   }
 
   /** Inserts all rows in one transaction: all or none. */
   async createMany(items: readonly C[]): Promise<T[]> {
     if (!Array.isArray(items)) throw new ValidationError('Expected a list', { _: 'must be an array' });
+    this.#admit();
     const rows = items.map((item, i) => {
       try {
         return this.prepareWrite(this.validate(this.config.createSchema, item, false), true);
@@ -330,6 +383,8 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
       'create',
       created.map((e) => (e as Row)[this.config.idColumn] as Id),
       'success',
+      undefined,
+      this.config.audit === undefined ? undefined : created.map((e, i) => ({ ...rows[i], ...(e as Row) })),
     );
     return created;
   }
@@ -342,10 +397,11 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
 
   async findById(id: Id): Promise<T | undefined> {
     this.#checkId(id);
+    this.#admit();
     const row = (await this.run(() =>
       this.baseQuery(this.readerKnex()).where(this.config.idColumn, id).first(),
     )) as Row | undefined;
-    this.emit('read', [id], row === undefined ? 'not_found' : 'success');
+    this.emit('read', [id], row === undefined ? 'not_found' : 'success', undefined, row && [row]);
     return row === undefined ? undefined : this.toEntity(row);
   }
 
@@ -358,6 +414,7 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
 
   async findOne(filters: Filters): Promise<T | undefined> {
     const list = normaliseFilters(filters);
+    this.#admit();
     const qb = this.baseQuery(this.readerKnex());
     this.#applyFilters(qb, list);
     const row = (await this.run(() => qb.first())) as Row | undefined;
@@ -366,12 +423,14 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
       row === undefined ? [] : [row[this.config.idColumn] as Id],
       row === undefined ? 'not_found' : 'success',
       filterFields(list),
+      row && [row],
     );
     return row === undefined ? undefined : this.toEntity(row);
   }
 
   async count(filters?: Filters): Promise<number> {
     const list = normaliseFilters(filters);
+    this.#admit();
     const qb = this.baseQuery(this.readerKnex());
     this.#applyFilters(qb, list);
     const row = (await this.run(() => qb.count({ n: '*' }).first())) as
@@ -382,6 +441,7 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
 
   /** Whether a row with this id (or matching these filters) exists. A read like any other: it emits an event. */
   async exists(idOrFilters: Id | Filters): Promise<boolean> {
+    this.#admit();
     const qb = this.baseQuery(this.readerKnex());
     const byId = typeof idOrFilters === 'string' || typeof idOrFilters === 'number';
     let fields: string[] | undefined;
@@ -393,13 +453,19 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
       fields = filterFields(list);
       this.#applyFilters(qb, list);
     }
-    const row: Row | undefined = await this.run(() => qb.first(this.config.idColumn));
+    const patientColumn = this.config.audit?.patientIdColumn;
+    const columns =
+      patientColumn === undefined || patientColumn === this.config.idColumn
+        ? [this.config.idColumn]
+        : [this.config.idColumn, patientColumn];
+    const row: Row | undefined = await this.run(() => qb.first(columns));
     const found = row === undefined ? [] : [row[this.config.idColumn] as Id];
     this.emit(
       byId ? 'read' : 'search',
       byId ? [idOrFilters] : found,
       row === undefined ? 'not_found' : 'success',
       fields,
+      row && [row],
     );
     return row !== undefined;
   }
@@ -460,6 +526,7 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
   list(options: ListOptions): Promise<OffsetPage<T> | KeysetPage<T>>;
   async list(options: ListOptions = {}): Promise<OffsetPage<T> | KeysetPage<T>> {
     const filters = normaliseFilters(options.filters);
+    this.#admit();
     const sort = this.#sortOf(options.sort);
     const k = this.readerKnex();
     const fields = filterFields(filters);
@@ -483,8 +550,8 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
       if (more) rows.pop();
       const last = rows[rows.length - 1];
       const next = more && last !== undefined ? encodeCursor(sort, last) : null;
+      this.#emitPage(rows, fields);
       const items = rows.map((r) => this.toEntity(r));
-      this.#emitPage(items, fields);
       return { items, next_cursor: next };
     }
     const page = options.page ?? 1;
@@ -506,8 +573,8 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
           : Promise.resolve(undefined),
       ]),
     );
+    this.#emitPage(rows, fields);
     const items = rows.map((r) => this.toEntity(r));
-    this.#emitPage(items, fields);
     return { items, total, page, size, pages: total === undefined ? undefined : Math.ceil(total / size) };
   }
 
@@ -522,13 +589,14 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
   }
 
   /** A search event for a page of rows; the id list is built only when someone listens. */
-  #emitPage(items: readonly T[], fields: readonly string[]): void {
-    if (this.events.listenerCount('access') === 0) return;
+  #emitPage(rows: readonly Row[], fields: readonly string[]): void {
+    if (this.events.listenerCount('access') === 0 && this.config.audit === undefined) return;
     this.emit(
       'search',
-      items.map((e) => (e as Row)[this.config.idColumn] as Id),
+      rows.map((r) => r[this.config.idColumn] as Id),
       'success',
       fields,
+      rows,
     );
   }
 
@@ -543,6 +611,7 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
    */
   async update(id: Id, patch: U, options: UpdateOptions = {}): Promise<T> {
     this.#checkId(id);
+    this.#admit();
     const c = this.config;
     const input = this.validate(c.updateSchema, patch, true);
     const row = this.prepareWrite(input, false);
@@ -573,22 +642,31 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
     }
     const after = (await this.run(() => this.baseQuery(k).where(c.idColumn, id).first())) as Row | undefined;
     if (after === undefined) throw new NotFoundError(c.resource, id);
-    this.emit('update', [id], 'success');
+    this.emit('update', [id], 'success', undefined, [after]);
     return this.toEntity(after);
   }
 
   /** Delete by id: soft (sets `deleted_at`) when configured. A missing row is a NotFoundError. */
   async delete(id: Id): Promise<void> {
     this.#checkId(id);
+    this.#admit();
     const c = this.config;
     const k = this.writer();
+    const patientColumn = c.audit?.patientIdColumn;
+    let before: Row | undefined;
+    if (patientColumn !== undefined && patientColumn !== c.idColumn) {
+      // The audit trail records whose record this was: read it before it is gone.
+      before = await this.run(() =>
+        this.baseQuery(k).where(c.idColumn, id).first<Row | undefined>(patientColumn),
+      );
+    }
     const n = await this.run(async () => {
       // Through baseQuery(): a subclass that narrows the rows a caller may see narrows deletes too.
       const qb = this.baseQuery(k).where(c.idColumn, id);
       if (c.softDelete) return await qb.whereNull('deleted_at').update({ deleted_at: new Date() });
       return qb.delete();
     });
-    this.emit('delete', [id], n === 0 ? 'not_found' : 'success');
+    this.emit('delete', [id], n === 0 ? 'not_found' : 'success', undefined, before && [before]);
     if (n === 0) throw new NotFoundError(c.resource, id);
   }
 
@@ -598,17 +676,24 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
     const c = this.config;
     if (!c.softDelete)
       throw new ConfigError(`BaseRepository: restore needs softDelete: true on ${c.resource}`);
+    this.#admit();
     const k = this.writer();
     const n = await this.run(() =>
       this.#withDeletedQuery(k).where(c.idColumn, id).whereNotNull('deleted_at').update({ deleted_at: null }),
     );
-    this.emit('restore', [id], n === 0 ? 'not_found' : 'success');
-    if (n === 0) throw new NotFoundError(c.resource, id);
-    return this.getById(id);
+    // Read back without a second event: a restore is one access.
+    const row =
+      n === 0
+        ? undefined
+        : ((await this.run(() => this.baseQuery(k).where(c.idColumn, id).first())) as Row | undefined);
+    this.emit('restore', [id], row === undefined ? 'not_found' : 'success', undefined, row && [row]);
+    if (row === undefined) throw new NotFoundError(c.resource, id);
+    return this.toEntity(row);
   }
 
   /** Insert, or update the row with the same `conflictColumns` (default: the id). */
   async upsert(data: C, conflictColumns?: readonly string[]): Promise<T> {
+    this.#admit();
     const c = this.config;
     const input = this.validate(c.createSchema, data, false);
     const row = this.prepareWrite(input, true);
@@ -641,7 +726,7 @@ export class BaseRepository<T extends object = Row, C = Partial<T>, U = Partial<
     });
     if (entity === undefined) throw new NotFoundError(c.resource);
     const out = this.toEntity(entity);
-    this.emit('update', [(out as Row)[c.idColumn] as Id], 'success');
+    this.emit('update', [(out as Row)[c.idColumn] as Id], 'success', undefined, [entity]);
     return out;
   }
 }

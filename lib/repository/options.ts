@@ -1,6 +1,6 @@
 import type { ZodType } from 'zod';
 import { ConfigError, readOptions } from '../errors/index.js';
-import type { ColumnType, SortSpec } from './types.js';
+import type { ColumnType, RepositoryAction, SortSpec } from './types.js';
 
 export interface RepositoryOptions<T, C = Partial<T>, U = Partial<C>> {
   /** Table name. */
@@ -35,6 +35,46 @@ export interface RepositoryOptions<T, C = Partial<T>, U = Partial<C>> {
   defaultPageSize?: number;
   /** Largest page size. Default 100. */
   maxPageSize?: number;
+  /**
+   * Record every read and write in an audit trail (`core.audit()`): a protected resource.
+   * `patientIdColumn` names the column holding the patient the row belongs to (`id` on a patients table).
+   */
+  audit?: RepositoryAuditOptions;
+}
+
+/** One repository access, as told to an audit trail. Ids and field names only, never values. */
+export interface RepositoryAccess {
+  action: RepositoryAction;
+  resourceType: string;
+  /** The rows touched (for searches: the page's rows). */
+  ids: readonly string[];
+  /** The patient of each row of `ids`, same order; undefined where unknown. */
+  patientIds: readonly (string | undefined)[];
+  outcome: 'success' | 'not_found' | 'error';
+  /** Searches: the filtered field names. */
+  filterFields?: readonly string[] | undefined;
+}
+
+/** What a repository needs of an audit trail (`core.audit()` returns one). */
+export interface RepositoryAuditSink {
+  /** Throws (503) when the trail cannot take another event: called before the repository touches data. */
+  admit(): void;
+  recordRepositoryAccess(access: RepositoryAccess): void;
+}
+
+export interface RepositoryAuditOptions {
+  trail: RepositoryAuditSink;
+  /** The FHIR-style resource type recorded (`Patient`, `Observation`). Default: the repository's resource name. */
+  resourceType?: string;
+  /** The column holding the patient id of a row. Default: none (no patient recorded). */
+  patientIdColumn?: string;
+}
+
+/** Audit options, checked. */
+export interface AuditConfig {
+  trail: RepositoryAuditSink;
+  resourceType: string;
+  patientIdColumn: string | undefined;
 }
 
 export interface UpdateOptions {
@@ -59,6 +99,7 @@ const KNOWN = [
   'defaultSort',
   'defaultPageSize',
   'maxPageSize',
+  'audit',
 ] as const;
 export const IDENT = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 export const TIMESTAMP_COLUMNS = ['created_at', 'updated_at', 'deleted_at'];
@@ -87,6 +128,29 @@ export interface Config {
   defaultSort: readonly SortSpec[];
   defaultPageSize: number;
   maxPageSize: number;
+  audit: AuditConfig | undefined;
+}
+
+function auditConfig(value: unknown, resource: string): AuditConfig | undefined {
+  if (value === undefined) return undefined;
+  const o = readOptions<RepositoryAuditOptions>('BaseRepository audit', value, [
+    'trail',
+    'resourceType',
+    'patientIdColumn',
+  ]);
+  const trail = o.trail as Partial<RepositoryAuditSink> | undefined;
+  if (
+    typeof trail !== 'object' ||
+    typeof trail.admit !== 'function' ||
+    typeof trail.recordRepositoryAccess !== 'function'
+  )
+    throw ConfigError.option('BaseRepository', 'audit.trail', 'an AuditTrail from core.audit()', o.trail);
+  const resourceType = o.resourceType ?? resource;
+  if (typeof resourceType !== 'string' || !/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/.test(resourceType))
+    throw ConfigError.option('BaseRepository', 'audit.resourceType', 'a resource type name', resourceType);
+  if (o.patientIdColumn !== undefined && !IDENT.test(o.patientIdColumn))
+    throw ConfigError.option('BaseRepository', 'audit.patientIdColumn', 'a column name', o.patientIdColumn);
+  return { trail: trail as RepositoryAuditSink, resourceType, patientIdColumn: o.patientIdColumn };
 }
 
 function identifiers(name: string, value: unknown): string[] {
@@ -154,5 +218,6 @@ export function buildConfig(input: unknown): Config {
     defaultSort,
     defaultPageSize,
     maxPageSize,
+    audit: auditConfig(o.audit, o.resource ?? o.table),
   };
 }

@@ -147,7 +147,7 @@ export function mtls(input: Readonly<MtlsOptions> = {}): RequestHandler {
         recordClientCertificate(req, outcome.certificate);
         if (req.user === undefined) {
           req.user = outcome.user;
-          setUser(outcome.user.id, outcome.user.roles, req);
+          setUser(outcome.user.id, outcome.user.roles, req, 'service');
         }
         next();
         return;

@@ -1,0 +1,436 @@
+import type { Knex } from 'knex';
+import { createHash } from 'node:crypto';
+import type { Database } from '../database/index.js';
+import { ConfigError, ValidationError } from '../errors/index.js';
+import type { AuditEvent, AuditPage, AuditQuery, VerifyResult } from './types.js';
+import { AUDIT_ACTIONS, AUDIT_OUTCOMES } from './types.js';
+
+/** An event waiting to be written: column values, every one a string or null. */
+export interface PendingRow {
+  event_id: string;
+  recorded_at: string;
+  action: string;
+  outcome: string;
+  actor_id: string | null;
+  actor_type: string;
+  actor_roles: string;
+  resource_type: string | null;
+  resource_id: string | null;
+  patient_id: string | null;
+  patient_ids: string | null;
+  request_id: string | null;
+  trace_id: string | null;
+  client_ip: string | null;
+  user_agent: string | null;
+  purpose_of_use: string | null;
+  details: string | null;
+}
+
+interface StoredRow extends PendingRow {
+  seq: number | string;
+  prev_hash: string;
+  hash: string;
+}
+
+export const GENESIS = '0'.repeat(64);
+const TABLE = /^[A-Za-z_][A-Za-z0-9_]{0,50}$/;
+
+export function checkTable(factory: string, table: unknown): string {
+  if (typeof table !== 'string' || !TABLE.test(table))
+    throw ConfigError.option(factory, 'table', 'a table name (letters, digits, _; at most 50)', table);
+  return table;
+}
+
+/**
+ * The text that is hashed: every column in a fixed order, as stored. Changing any of them, the
+ * order or the previous hash changes the hash.
+ */
+function canonical(seq: number, row: PendingRow, prevHash: string): string {
+  return JSON.stringify([
+    String(seq),
+    row.event_id,
+    row.recorded_at,
+    row.action,
+    row.outcome,
+    row.actor_id,
+    row.actor_type,
+    row.actor_roles,
+    row.resource_type,
+    row.resource_id,
+    row.patient_id,
+    row.patient_ids,
+    row.request_id,
+    row.trace_id,
+    row.client_ip,
+    row.user_agent,
+    row.purpose_of_use,
+    row.details,
+    prevHash,
+  ]);
+}
+
+function hashOf(seq: number, row: PendingRow, prevHash: string): string {
+  return createHash('sha256')
+    .update(canonical(seq, row, prevHash))
+    .digest('hex');
+}
+
+const COLUMNS: readonly (keyof StoredRow)[] = [
+  'seq',
+  'event_id',
+  'recorded_at',
+  'action',
+  'outcome',
+  'actor_id',
+  'actor_type',
+  'actor_roles',
+  'resource_type',
+  'resource_id',
+  'patient_id',
+  'patient_ids',
+  'request_id',
+  'trace_id',
+  'client_ip',
+  'user_agent',
+  'purpose_of_use',
+  'details',
+  'prev_hash',
+  'hash',
+];
+
+/** Create the table, its head row and the append-only guard when missing. Idempotent. */
+export async function migrateAudit(db: Database, table: string): Promise<void> {
+  const knex = db.knex;
+  const head = `${table}_head`;
+  await knex.transaction(async (trx) => {
+    if (db.dialect === 'postgres') {
+      // Two instances starting at once must not both create the table.
+      await trx.raw('SELECT pg_advisory_xact_lock(hashtext(?))', [`caduceus.audit.${table}`]);
+    }
+    if (!(await trx.schema.hasTable(table))) {
+      await trx.schema.createTable(table, (t) => {
+        if (db.dialect === 'mysql') {
+          t.charset('utf8mb4');
+          // Ids compare exactly (case and accents), as they do on PostgreSQL and SQLite.
+          t.collate('utf8mb4_bin');
+        }
+        t.bigInteger('seq').primary();
+        t.string('event_id', 36).notNullable().unique();
+        t.string('recorded_at', 24).notNullable().index();
+        t.string('action', 16).notNullable();
+        t.string('outcome', 8).notNullable();
+        t.string('actor_id', 255).index();
+        t.string('actor_type', 16).notNullable();
+        t.text('actor_roles').notNullable();
+        t.string('resource_type', 64);
+        t.string('resource_id', 255);
+        t.string('patient_id', 255).index();
+        t.text('patient_ids');
+        t.string('request_id', 128);
+        t.string('trace_id', 32);
+        t.string('client_ip', 64);
+        t.string('user_agent', 512);
+        t.string('purpose_of_use', 32);
+        t.text('details');
+        t.string('prev_hash', 64).notNullable();
+        t.string('hash', 64).notNullable();
+      });
+    }
+    if (!(await trx.schema.hasTable(head))) {
+      await trx.schema.createTable(head, (t) => {
+        if (db.dialect === 'mysql') t.charset('utf8mb4');
+        t.integer('id').primary();
+        t.bigInteger('seq').notNullable();
+        t.string('hash', 64).notNullable();
+        t.string('event_id', 36);
+      });
+    }
+    const existing: unknown = await trx(head).where('id', 1).first('id');
+    if (existing === undefined) await trx(head).insert({ id: 1, seq: 0, hash: GENESIS, event_id: null });
+    await guard(trx, db.dialect, table, head);
+  });
+}
+
+/** Triggers that refuse UPDATE and DELETE on the events (and deleting the head). */
+async function guard(trx: Knex.Transaction, dialect: Database['dialect'], table: string, head: string) {
+  const message = `${table} is append-only`;
+  switch (dialect) {
+    case 'postgres':
+      await trx.raw(
+        `CREATE OR REPLACE FUNCTION ??() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '${message}' USING ERRCODE = 'insufficient_privilege'; END $$`,
+        [`${table}_append_only`],
+      );
+      for (const [name, target, event, each] of [
+        [`${table}_no_update`, table, 'UPDATE', 'ROW'],
+        [`${table}_no_delete`, table, 'DELETE', 'ROW'],
+        [`${table}_no_truncate`, table, 'TRUNCATE', 'STATEMENT'],
+        [`${head}_no_delete`, head, 'DELETE', 'ROW'],
+        [`${head}_no_truncate`, head, 'TRUNCATE', 'STATEMENT'],
+      ] as const) {
+        const found = await trx.raw<{ rows: unknown[] }>(
+          'SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname = ? AND c.oid = to_regclass(?)',
+          [name, target],
+        );
+        if (found.rows.length === 0) {
+          await trx.raw(`CREATE TRIGGER ?? BEFORE ${event} ON ?? FOR EACH ${each} EXECUTE FUNCTION ??()`, [
+            name,
+            target,
+            `${table}_append_only`,
+          ]);
+        }
+      }
+      return;
+    case 'sqlite':
+      for (const [name, target, event] of [
+        [`${table}_no_update`, table, 'UPDATE'],
+        [`${table}_no_delete`, table, 'DELETE'],
+        [`${head}_no_delete`, head, 'DELETE'],
+      ] as const) {
+        await trx.raw(
+          `CREATE TRIGGER IF NOT EXISTS ?? BEFORE ${event} ON ?? BEGIN SELECT RAISE(ABORT, '${message}'); END`,
+          [name, target],
+        );
+      }
+      return;
+    case 'mysql':
+      for (const [name, target, event] of [
+        [`${table}_no_update`, table, 'UPDATE'],
+        [`${table}_no_delete`, table, 'DELETE'],
+        [`${head}_no_delete`, head, 'DELETE'],
+      ] as const) {
+        await trx.raw(
+          `CREATE TRIGGER IF NOT EXISTS ?? BEFORE ${event} ON ?? FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '${message}'`,
+          [name, target],
+        );
+      }
+      return;
+  }
+}
+
+/** Rows per INSERT statement: far below every driver's bound-parameter limit. */
+const INSERT_CHUNK = 100;
+
+/**
+ * Append `batch` to the chain in one transaction. The head row is locked first, so writers in
+ * other processes append one batch after another. Events the head says are already written (a
+ * commit whose answer was lost) are skipped: a retry never writes one twice.
+ */
+export async function appendBatch(
+  db: Database,
+  table: string,
+  batch: readonly PendingRow[],
+): Promise<StoredRow[]> {
+  return db.knex.transaction(async (trx) => {
+    const q = trx(`${table}_head`).where('id', 1);
+    if (db.dialect !== 'sqlite') q.forUpdate();
+    const head = await q.first<{ seq: number | string; hash: string; event_id: string | null } | undefined>(
+      'seq',
+      'hash',
+      'event_id',
+    );
+    if (head === undefined) throw new Error(`audit: ${table}_head has no row; run trail.migrate()`);
+    let start = 0;
+    if (head.event_id !== null) {
+      const done = batch.findIndex((e) => e.event_id === head.event_id);
+      if (done >= 0) start = done + 1;
+    }
+    let seq = Number(head.seq);
+    let prev = head.hash;
+    const rows: StoredRow[] = [];
+    for (let i = start; i < batch.length; i++) {
+      const event = batch[i] as PendingRow;
+      seq++;
+      const hash = hashOf(seq, event, prev);
+      rows.push({ seq, ...event, prev_hash: prev, hash });
+      prev = hash;
+    }
+    const last = rows[rows.length - 1];
+    if (last === undefined) return rows;
+    for (let i = 0; i < rows.length; i += INSERT_CHUNK)
+      await trx(table).insert(rows.slice(i, i + INSERT_CHUNK));
+    await trx(`${table}_head`).where('id', 1).update({ seq, hash: prev, event_id: last.event_id });
+    return rows;
+  });
+}
+
+function parseJson(text: string | null): unknown {
+  if (text === null) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+export function toEvent(row: StoredRow): AuditEvent {
+  const roles = parseJson(row.actor_roles);
+  const patients = parseJson(row.patient_ids);
+  return {
+    seq: Number(row.seq),
+    id: row.event_id,
+    recordedAt: row.recorded_at,
+    action: row.action as AuditEvent['action'],
+    outcome: row.outcome as AuditEvent['outcome'],
+    actorId: row.actor_id,
+    actorType: row.actor_type as AuditEvent['actorType'],
+    actorRoles: Array.isArray(roles) ? roles.map(String) : [],
+    resourceType: row.resource_type,
+    resourceId: row.resource_id,
+    patientId: row.patient_id,
+    patientIds: Array.isArray(patients) ? patients.map(String) : [],
+    requestId: row.request_id,
+    traceId: row.trace_id,
+    clientIp: row.client_ip,
+    userAgent: row.user_agent,
+    purposeOfUse: row.purpose_of_use,
+    details: parseJson(row.details) as Record<string, unknown> | null,
+    prevHash: row.prev_hash,
+    hash: row.hash,
+  };
+}
+
+function bad(field: string, message: string): ValidationError {
+  return new ValidationError('Invalid audit query', { [field]: message });
+}
+
+function instant(field: string, value: unknown): string {
+  const date = value instanceof Date ? value : typeof value === 'string' ? new Date(value) : undefined;
+  if (
+    date === undefined ||
+    Number.isNaN(date.getTime()) ||
+    date.getUTCFullYear() > 9999 ||
+    date.getTime() < 0
+  )
+    throw bad(field, 'must be a date');
+  return date.toISOString();
+}
+
+function idText(field: string, value: unknown): string {
+  if ((typeof value !== 'string' && typeof value !== 'number') || String(value).length === 0)
+    throw bad(field, 'must be an id');
+  const text = String(value);
+  if (text.length > 255) throw bad(field, 'is too long');
+  return text;
+}
+
+const CURSOR = /^[1-9][0-9]{0,15}$/;
+
+/** A page of events, newest first. */
+export async function queryEvents(db: Database, table: string, filters: AuditQuery = {}): Promise<AuditPage> {
+  if (typeof filters !== 'object' || (filters as unknown) === null) throw bad('_', 'must be an object');
+  const limit = filters.limit ?? 100;
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+    throw bad('limit', 'must be an integer from 1 to 1000');
+  const qb = db.reader(table);
+  if (filters.patientId !== undefined) {
+    const patient = idText('patientId', filters.patientId);
+    // `patient_ids` is a JSON array of strings: the quoted id is an exact element match.
+    const needle = JSON.stringify(patient);
+    const position =
+      db.dialect === 'postgres'
+        ? 'strpos(??, ?) > 0'
+        : db.dialect === 'mysql'
+          ? 'INSTR(??, ?) > 0'
+          : 'instr(??, ?) > 0';
+    qb.where((w) => {
+      void w.where('patient_id', patient).orWhereRaw(position, ['patient_ids', needle]);
+    });
+  }
+  if (filters.actorId !== undefined) qb.where('actor_id', idText('actorId', filters.actorId));
+  if (filters.resourceId !== undefined) qb.where('resource_id', idText('resourceId', filters.resourceId));
+  if (filters.resourceType !== undefined) {
+    if (
+      typeof filters.resourceType !== 'string' ||
+      !/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/.test(filters.resourceType)
+    )
+      throw bad('resourceType', 'must be a resource type');
+    qb.where('resource_type', filters.resourceType);
+  }
+  if (filters.action !== undefined) {
+    if (!(AUDIT_ACTIONS as readonly unknown[]).includes(filters.action))
+      throw bad('action', `must be one of ${AUDIT_ACTIONS.join(', ')}`);
+    qb.where('action', filters.action);
+  }
+  if (filters.outcome !== undefined) {
+    if (!(AUDIT_OUTCOMES as readonly unknown[]).includes(filters.outcome))
+      throw bad('outcome', `must be one of ${AUDIT_OUTCOMES.join(', ')}`);
+    qb.where('outcome', filters.outcome);
+  }
+  if (filters.from !== undefined) qb.where('recorded_at', '>=', instant('from', filters.from));
+  if (filters.to !== undefined) qb.where('recorded_at', '<', instant('to', filters.to));
+  if (filters.cursor !== undefined && filters.cursor !== null && filters.cursor !== '') {
+    if (typeof filters.cursor !== 'string' || !CURSOR.test(filters.cursor))
+      throw bad('cursor', 'is not a cursor');
+    qb.where('seq', '<', Number(filters.cursor));
+  }
+  const rows = (await qb
+    .select(COLUMNS as string[])
+    .orderBy('seq', 'desc')
+    .limit(limit + 1)) as StoredRow[];
+  const more = rows.length > limit;
+  if (more) rows.pop();
+  const events = rows.map(toEvent);
+  const last = events[events.length - 1];
+  return { events, nextCursor: more && last !== undefined ? String(last.seq) : null };
+}
+
+/** One event by its id (the FHIR `AuditEvent.id`). */
+export async function findEvent(db: Database, table: string, id: string): Promise<AuditEvent | undefined> {
+  const row = await db
+    .reader(table)
+    .where('event_id', id)
+    .first<StoredRow | undefined>(COLUMNS as string[]);
+  return row === undefined ? undefined : toEvent(row);
+}
+
+export interface VerifyOptions {
+  /** Default `audit_events`. */
+  table?: string;
+  /** Rows read per query. Default 1000. */
+  batchSize?: number;
+}
+
+/**
+ * Walk the chain from the first row: each row's hash must be the hash of its content and the
+ * previous row's hash, and the last row must be the head. Names the first row where that fails.
+ *
+ * @example
+ * const { ok, brokenAt } = await core.verifyAuditChain(db, { table: 'audit_events' });
+ */
+export async function verifyAuditChain(db: Database, options: VerifyOptions = {}): Promise<VerifyResult> {
+  if (typeof db !== 'object' || typeof (db as Partial<Database>).knex !== 'function')
+    throw ConfigError.option('verifyAuditChain', 'db', 'a Database from createDatabase()', db);
+  const table = checkTable('verifyAuditChain', options.table ?? 'audit_events');
+  const batchSize = options.batchSize ?? 1000;
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw ConfigError.option('verifyAuditChain', 'batchSize', 'a positive integer', batchSize);
+  const knex = db.knex;
+  const head = await knex(`${table}_head`)
+    .where('id', 1)
+    .first<{ seq: number | string; hash: string } | undefined>('seq', 'hash');
+  let prevHash = GENESIS;
+  let prevSeq = 0;
+  let checked = 0;
+  for (;;) {
+    const rows = (await knex(table)
+      .select(COLUMNS as string[])
+      .where('seq', '>', prevSeq)
+      .orderBy('seq', 'asc')
+      .limit(batchSize)) as StoredRow[];
+    for (const row of rows) {
+      const seq = Number(row.seq);
+      if (row.prev_hash !== prevHash || seq !== prevSeq + 1)
+        return { ok: false, checked, brokenAt: seq, reason: 'link' };
+      if (hashOf(seq, row, row.prev_hash) !== row.hash)
+        return { ok: false, checked, brokenAt: seq, reason: 'hash' };
+      prevHash = row.hash;
+      prevSeq = seq;
+      checked++;
+    }
+    if (rows.length < batchSize) break;
+  }
+  if (head === undefined || Number(head.seq) !== prevSeq || head.hash !== prevHash) {
+    return { ok: false, checked, brokenAt: prevSeq + 1, reason: 'head' };
+  }
+  return { ok: true, checked, brokenAt: null };
+}
