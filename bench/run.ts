@@ -30,6 +30,7 @@ const SUITES: Record<BenchOptions['suite'], string> = {
   core: APPS,
   guards: join(__dirname, 'guards', 'apps'),
   metrics: join(__dirname, 'metrics', 'apps'),
+  audit: join(__dirname, 'audit', 'apps'),
 };
 
 interface Variant {

@@ -11,7 +11,7 @@ export interface BenchOptions {
   pipelining: number;
   rounds: number;
   /** Which set of variants: `core` (bench/apps/), `guards` (bench/guards/apps/: security() and rateLimit()) or `metrics` (bench/metrics/apps/: metrics() and express-prom-bundle). */
-  suite: 'core' | 'guards' | 'metrics';
+  suite: 'core' | 'guards' | 'metrics' | 'audit';
   /** Variant names (files of the suite's apps folder without `.ts`); undefined = all. */
   variants: readonly string[] | undefined;
   /** The variant the ratios are relative to. */
@@ -52,7 +52,7 @@ const SPECS: readonly Spec[] = [
   {
     key: 'suite',
     flag: 'suite',
-    help: 'core | guards | metrics: bench/apps/, security() and rateLimit() vs helmet + express-rate-limit by hand, or metrics() vs express-prom-bundle (default core)',
+    help: 'core | guards | metrics | audit: bench/apps/, security() and rateLimit() vs helmet + express-rate-limit by hand, metrics() vs express-prom-bundle, or a protected route with the audit trail on vs off (default core)',
   },
   { key: 'variants', flag: 'variants', help: 'comma-separated files of bench/apps/ to run (default all)' },
   { key: 'baseline', flag: 'baseline', help: 'variant the ratios are relative to (default bare-express)' },
@@ -170,7 +170,7 @@ export function parseOptions(
     connections: num('connections', 32, true),
     pipelining: num('pipelining', 1, true),
     rounds: num('rounds', 5, true),
-    suite: oneOf('suite', read('suite') ?? 'core', ['core', 'guards', 'metrics']),
+    suite: oneOf('suite', read('suite') ?? 'core', ['core', 'guards', 'metrics', 'audit']),
     variants: list(read('variants')),
     baseline: read('baseline') ?? 'bare-express',
     caduceus: read('caduceus') ?? 'build',

@@ -5,10 +5,11 @@ import { ConfigError, ValidationError } from '../errors/index.js';
 import type { AuditEvent, AuditPage, AuditQuery, VerifyResult } from './types.js';
 import { AUDIT_ACTIONS, AUDIT_OUTCOMES } from './types.js';
 
-/** An event waiting to be written: column values, every one a string or null. */
+/** An event waiting to be written: column values (strings or null), and when it happened. */
 export interface PendingRow {
   event_id: string;
-  recorded_at: string;
+  /** `Date.now()` of the access; written as `recorded_at` (ISO 8601) off the request path. */
+  at: number;
   action: string;
   outcome: string;
   actor_id: string | null;
@@ -26,8 +27,9 @@ export interface PendingRow {
   details: string | null;
 }
 
-interface StoredRow extends PendingRow {
+interface StoredRow extends Omit<PendingRow, 'at'> {
   seq: number | string;
+  recorded_at: string;
   prev_hash: string;
   hash: string;
 }
@@ -45,7 +47,7 @@ export function checkTable(factory: string, table: unknown): string {
  * The text that is hashed: every column in a fixed order, as stored. Changing any of them, the
  * order or the previous hash changes the hash.
  */
-function canonical(seq: number, row: PendingRow, prevHash: string): string {
+function canonical(seq: number, row: StoredRow, prevHash: string): string {
   return JSON.stringify([
     String(seq),
     row.event_id,
@@ -69,10 +71,35 @@ function canonical(seq: number, row: PendingRow, prevHash: string): string {
   ]);
 }
 
-function hashOf(seq: number, row: PendingRow, prevHash: string): string {
+function hashOf(seq: number, row: StoredRow, prevHash: string): string {
   return createHash('sha256')
     .update(canonical(seq, row, prevHash))
     .digest('hex');
+}
+
+/** The canonical text of a pending event: the same array `canonical()` builds from a stored row. */
+function pendingCanonical(seq: number, e: PendingRow, prevHash: string): string {
+  return JSON.stringify([
+    String(seq),
+    e.event_id,
+    new Date(e.at).toISOString(),
+    e.action,
+    e.outcome,
+    e.actor_id,
+    e.actor_type,
+    e.actor_roles,
+    e.resource_type,
+    e.resource_id,
+    e.patient_id,
+    e.patient_ids,
+    e.request_id,
+    e.trace_id,
+    e.client_ip,
+    e.user_agent,
+    e.purpose_of_use,
+    e.details,
+    prevHash,
+  ]);
 }
 
 const COLUMNS: readonly (keyof StoredRow)[] = [
@@ -207,8 +234,35 @@ async function guard(trx: Knex.Transaction, dialect: Database['dialect'], table:
   }
 }
 
-/** Rows per INSERT statement: far below every driver's bound-parameter limit. */
-const INSERT_CHUNK = 100;
+/**
+ * One INSERT per batch whatever its size, with one bound value: the batch as a JSON array of rows,
+ * each row the canonical array that was hashed plus its hash, which the database takes apart. The
+ * statement's text never changes, so it costs the same to parse for 1 row as for 5 000.
+ */
+function insertSql(dialect: Database['dialect']): string {
+  switch (dialect) {
+    case 'postgres':
+      return `INSERT INTO ?? (${COLUMNS.map((c) => `"${c}"`).join(', ')}) SELECT (r->>0)::bigint, ${COLUMNS.slice(
+        1,
+      )
+        .map((_, i) => `r->>${i + 1}`)
+        .join(', ')} FROM json_array_elements(?::json) AS r`;
+    case 'sqlite':
+      return `INSERT INTO ?? (${COLUMNS.map((c) => `"${c}"`).join(', ')}) SELECT ${COLUMNS.map(
+        (_, i) => `json_extract(value, '$[${i}]')`,
+      ).join(', ')} FROM json_each(?)`;
+    case 'mysql':
+      return `INSERT INTO ?? (${COLUMNS.map((c) => `\`${c}\``).join(', ')}) SELECT jt.* FROM JSON_TABLE(?, '$[*]' COLUMNS (${COLUMNS.map(
+        (c, i) => `\`${c}\` ${c === 'seq' ? 'BIGINT' : 'LONGTEXT'} PATH '$[${i}]'`,
+      ).join(', ')})) AS jt`;
+  }
+}
+
+/** What `appendBatch` wrote: how many, and the rows when asked (for the audit log sink). */
+export interface Appended {
+  count: number;
+  rows: StoredRow[] | undefined;
+}
 
 /**
  * Append `batch` to the chain in one transaction. The head row is locked first, so writers in
@@ -219,7 +273,9 @@ export async function appendBatch(
   db: Database,
   table: string,
   batch: readonly PendingRow[],
-): Promise<StoredRow[]> {
+  wantRows: boolean,
+): Promise<Appended> {
+  const sql = insertSql(db.dialect);
   return db.knex.transaction(async (trx) => {
     const q = trx(`${table}_head`).where('id', 1);
     if (db.dialect !== 'sqlite') q.forUpdate();
@@ -236,20 +292,26 @@ export async function appendBatch(
     }
     let seq = Number(head.seq);
     let prev = head.hash;
-    const rows: StoredRow[] = [];
+    const parts: string[] = [];
     for (let i = start; i < batch.length; i++) {
-      const event = batch[i] as PendingRow;
       seq++;
-      const hash = hashOf(seq, event, prev);
-      rows.push({ seq, ...event, prev_hash: prev, hash });
+      const text = pendingCanonical(seq, batch[i] as PendingRow, prev);
+      const hash = createHash('sha256').update(text).digest('hex');
+      parts.push(`${text.slice(0, -1)},"${hash}"]`);
       prev = hash;
     }
-    const last = rows[rows.length - 1];
-    if (last === undefined) return rows;
-    for (let i = 0; i < rows.length; i += INSERT_CHUNK)
-      await trx(table).insert(rows.slice(i, i + INSERT_CHUNK));
+    const last = batch[batch.length - 1];
+    if (parts.length === 0 || last === undefined) return { count: 0, rows: wantRows ? [] : undefined };
+    const json = `[${parts.join(',')}]`;
+    await trx.raw(sql, [table, json]);
     await trx(`${table}_head`).where('id', 1).update({ seq, hash: prev, event_id: last.event_id });
-    return rows;
+    let rows: StoredRow[] | undefined;
+    if (wantRows) {
+      rows = (JSON.parse(json) as (string | null)[][]).map(
+        (values) => Object.fromEntries(COLUMNS.map((c, i) => [c, values[i] ?? null])) as unknown as StoredRow,
+      );
+    }
+    return { count: parts.length, rows };
   });
 }
 

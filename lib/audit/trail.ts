@@ -61,6 +61,8 @@ const PURPOSE = /^[A-Za-z0-9_.-]{1,32}$/;
 const HEADER = /^[A-Za-z0-9-]{1,64}$/;
 const ACTIONS: ReadonlySet<string> = new Set(AUDIT_ACTIONS);
 const OUTCOMES: ReadonlySet<string> = new Set(AUDIT_OUTCOMES);
+const ACTION_INDEX: ReadonlyMap<string, number> = new Map(AUDIT_ACTIONS.map((a, i) => [a, i]));
+const OUTCOME_INDEX: ReadonlyMap<string, number> = new Map(AUDIT_OUTCOMES.map((o, i) => [o, i]));
 const REPOSITORY_ACTIONS: Readonly<Record<RepositoryAccess['action'], AuditAction>> = {
   read: 'read',
   search: 'search',
@@ -169,13 +171,15 @@ export class AuditTrail implements RepositoryAuditSink {
   readonly #scope = new AsyncResource('caduceus.audit');
   readonly #unsubscribe: (() => void) | undefined;
   readonly #unreport: () => void;
-  readonly #eventsTotal: Counter<'action' | 'outcome'> | undefined;
+  /** Events queued per action × outcome (AUDIT_ACTIONS × AUDIT_OUTCOMES order), read at scrape. */
+  readonly #counts = new Float64Array(AUDIT_ACTIONS.length * AUDIT_OUTCOMES.length);
   readonly #failuresTotal: Counter | undefined;
 
   #buffer: PendingRow[] = [];
   /** Events ever queued / written (FIFO: `flush()` waits for written to reach queued). */
   #queued = 0;
   #written = 0;
+  #batches = 0;
   #dropped = 0;
   #droppedUnlogged = 0;
   #lastDropLog = 0;
@@ -237,17 +241,27 @@ export class AuditTrail implements RepositoryAuditSink {
     this.#logger = o.logger ?? createLogger('audit', { settings });
 
     const metrics = metricsFor('audit', o.metrics, settings);
-    this.#eventsTotal = metrics?.counter(
-      'audit_events_total',
-      'Audit events queued, by action and outcome.',
-      ['action', 'outcome'],
-    );
     this.#failuresTotal = metrics?.counter(
       'audit_write_failures_total',
       'Audit batch writes that failed (each is retried).',
     );
     const stops = metrics
       ? [
+          metrics.pull(
+            {
+              name: 'audit_events_total',
+              help: 'Audit events queued, by action and outcome.',
+              type: 'counter',
+              labelNames: ['action', 'outcome'],
+            },
+            (emit) => {
+              AUDIT_ACTIONS.forEach((action, a) => {
+                AUDIT_OUTCOMES.forEach((outcome, o) => {
+                  emit([action, outcome], this.#counts[a * AUDIT_OUTCOMES.length + o] ?? 0);
+                });
+              });
+            },
+          ),
           metrics.pull(
             {
               name: 'audit_buffer_events',
@@ -335,7 +349,8 @@ export class AuditTrail implements RepositoryAuditSink {
     const recordDenials = this.#recordDenials;
     return function auditTrail(req: Request, res: Response, next: NextFunction): void {
       req.audit = audit;
-      if (recordDenials) res.once('finish', onFinish);
+      // `on`, not `once`: a response finishes once, and `once` would wrap the listener per request.
+      if (recordDenials) res.on('finish', onFinish);
       next();
     };
   }
@@ -471,6 +486,7 @@ export class AuditTrail implements RepositoryAuditSink {
     return {
       buffered: this.#buffer.length,
       written: this.#written,
+      batches: this.#batches,
       dropped: this.#dropped,
       rejected: this.#rejected,
       failing: this.#failing,
@@ -530,12 +546,12 @@ export class AuditTrail implements RepositoryAuditSink {
       purpose ?? (this.#purposeHeader === undefined ? undefined : ctx?.header?.(this.#purposeHeader));
     return {
       event_id: randomUUID(),
-      recorded_at: new Date().toISOString(),
+      at: Date.now(),
       action,
       outcome,
       actor_id: short(userId, 255),
       actor_type: actorType,
-      actor_roles: JSON.stringify(ctx?.roles ?? []),
+      actor_roles: this.#rolesText(ctx?.roles),
       resource_type: resourceType,
       resource_id: resourceId,
       patient_id: patientId,
@@ -547,6 +563,20 @@ export class AuditTrail implements RepositoryAuditSink {
       purpose_of_use: declared !== undefined && PURPOSE.test(declared) ? declared : null,
       details,
     };
+  }
+
+  #lastRoles: readonly string[] | undefined = undefined;
+  #lastRolesText = '[]';
+
+  /** Roles as JSON; the same list as the previous event's (one user's burst) is not serialised again. */
+  #rolesText(roles: readonly string[] | undefined): string {
+    if (roles === undefined || roles.length === 0) return '[]';
+    const last = this.#lastRoles;
+    if (last !== roles && (last?.length !== roles.length || last.some((r, i) => r !== roles[i]))) {
+      this.#lastRoles = roles;
+      this.#lastRolesText = JSON.stringify(roles);
+    }
+    return this.#lastRolesText;
   }
 
   #recordDenial(req: Request, status: number): void {
@@ -625,7 +655,9 @@ export class AuditTrail implements RepositoryAuditSink {
     }
     this.#buffer.push(row);
     this.#queued++;
-    this.#eventsTotal?.inc({ action: row.action, outcome: row.outcome });
+    const a = ACTION_INDEX.get(row.action) ?? 0;
+    const o = OUTCOME_INDEX.get(row.outcome) ?? 0;
+    this.#counts[a * AUDIT_OUTCOMES.length + o] = (this.#counts[a * AUDIT_OUTCOMES.length + o] ?? 0) + 1;
     if (this.#buffer.length >= this.#batchSize) this.#drainSoon(0);
     else this.#drainSoon(this.#flushIntervalMs);
   }
@@ -670,9 +702,10 @@ export class AuditTrail implements RepositoryAuditSink {
     while (this.#buffer.length > 0 && !this.#abandon) {
       const batch = this.#buffer.slice(0, this.#batchSize);
       try {
-        const written = await appendBatch(this.db, this.table, batch);
+        const written = await appendBatch(this.db, this.table, batch, this.#auditLog !== undefined);
         this.#buffer.splice(0, batch.length);
         this.#written += batch.length;
+        this.#batches++;
         backoff = this.#retryInitial;
         if (this.#failing) {
           this.#failing = false;
@@ -682,7 +715,7 @@ export class AuditTrail implements RepositoryAuditSink {
           });
         }
         if (this.#auditLog !== undefined)
-          for (const row of written) this.#auditLog.info('audit_event', { ...row });
+          for (const row of written.rows ?? []) this.#auditLog.info('audit_event', { ...row });
         this.#settle();
       } catch (err) {
         this.#failuresTotal?.inc();

@@ -133,6 +133,8 @@ export interface AuditStats {
   /** Waiting to be written. */
   buffered: number;
   written: number;
+  /** Transactions that wrote them. */
+  batches: number;
   dropped: number;
   rejected: number;
   /** The last write attempt failed (the store is down or refusing). */

@@ -1,0 +1,3 @@
+import { serveAudit } from '../shared.js';
+
+serveAudit(false, 'postgres');
