@@ -12,6 +12,7 @@ export default tseslint.config(
       'test/external/fixtures/**',
       '*.mjs',
       '.scratch/**',
+      'migrations/*.cjs',
     ],
   },
   js.configs.recommended,

@@ -9,7 +9,8 @@ const transform: Config['transform'] = {
 };
 
 // lib/ uses NodeNext-style `./x.js` specifiers; jest resolves them to the .ts sources.
-const moduleNameMapper = { '^(\\.{1,2}/.*)\\.js$': '$1' };
+// `caduceus` maps to the source, so files written for users (migrations/*.cjs) load in tests as they are.
+const moduleNameMapper = { '^(\\.{1,2}/.*)\\.js$': '$1', '^caduceus$': '<rootDir>/lib/index.ts' };
 
 const config: Config = {
   projects: [

@@ -249,6 +249,7 @@ export {
   audit,
   AuditTrail,
   auditEventsRouter,
+  auditMigration,
   toFhirAuditEvent,
   verifyAuditChain,
   AUDIT_ACTIONS,

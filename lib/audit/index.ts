@@ -4,7 +4,7 @@ import type { AuditOptions } from './types.js';
 export { AuditTrail } from './trail.js';
 export { auditEventsRouter, toFhirAuditEvent } from './fhir.js';
 export type { AuditEventsRouterOptions } from './fhir.js';
-export { verifyAuditChain } from './store.js';
+export { auditMigration, verifyAuditChain } from './store.js';
 export type { VerifyOptions } from './store.js';
 export { AUDIT_ACTIONS, AUDIT_OUTCOMES } from './types.js';
 export type {

@@ -125,18 +125,61 @@ const COLUMNS: readonly (keyof StoredRow)[] = [
   'hash',
 ];
 
+/** The dialect of a Knex instance, from its client name. */
+function knexDialect(knex: Knex): Database['dialect'] {
+  const client = (knex.client as { config?: { client?: unknown } }).config?.client;
+  const name = typeof client === 'string' ? client : '';
+  if (name === 'pg' || name === 'postgres' || name === 'postgresql' || name === 'pg-native')
+    return 'postgres';
+  if (name === 'mysql' || name === 'mysql2') return 'mysql';
+  if (name === 'sqlite3' || name === 'better-sqlite3') return 'sqlite';
+  throw new ConfigError(
+    `audit: unsupported Knex client ${JSON.stringify(name)} (PostgreSQL, SQLite or MySQL/MariaDB)`,
+  );
+}
+
 /** Create the table, its head row and the append-only guard when missing. Idempotent. */
-export async function migrateAudit(db: Database, table: string): Promise<void> {
-  const knex = db.knex;
+export function migrateAudit(db: Database, table: string): Promise<void> {
+  return createAuditSchema(db.knex, db.dialect, table);
+}
+
+/**
+ * The audit table as a Knex migration, for applications that manage their schema with
+ * `knex migrate` (the package ships one in `migrations/`). `down` drops the trail: history is lost.
+ *
+ * @example
+ * // migrations/20261126000000_audit_events.js
+ * module.exports = require('caduceus').auditMigration({ table: 'audit_events' });
+ */
+export function auditMigration(options: { table?: string } = {}): {
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+} {
+  const table = checkTable('auditMigration', options.table ?? 'audit_events');
+  return {
+    up: (knex) => createAuditSchema(knex, knexDialect(knex), table),
+    async down(knex) {
+      const dialect = knexDialect(knex);
+      if (dialect === 'mysql')
+        for (const name of [`${table}_no_update`, `${table}_no_delete`, `${table}_head_no_delete`])
+          await knex.raw('DROP TRIGGER IF EXISTS ??', [name]);
+      await knex.schema.dropTableIfExists(table);
+      await knex.schema.dropTableIfExists(`${table}_head`);
+      if (dialect === 'postgres') await knex.raw('DROP FUNCTION IF EXISTS ??()', [`${table}_append_only`]);
+    },
+  };
+}
+
+async function createAuditSchema(knex: Knex, dialect: Database['dialect'], table: string): Promise<void> {
   const head = `${table}_head`;
   await knex.transaction(async (trx) => {
-    if (db.dialect === 'postgres') {
+    if (dialect === 'postgres') {
       // Two instances starting at once must not both create the table.
       await trx.raw('SELECT pg_advisory_xact_lock(hashtext(?))', [`caduceus.audit.${table}`]);
     }
     if (!(await trx.schema.hasTable(table))) {
       await trx.schema.createTable(table, (t) => {
-        if (db.dialect === 'mysql') {
+        if (dialect === 'mysql') {
           t.charset('utf8mb4');
           // Ids compare exactly (case and accents), as they do on PostgreSQL and SQLite.
           t.collate('utf8mb4_bin');
@@ -165,7 +208,7 @@ export async function migrateAudit(db: Database, table: string): Promise<void> {
     }
     if (!(await trx.schema.hasTable(head))) {
       await trx.schema.createTable(head, (t) => {
-        if (db.dialect === 'mysql') t.charset('utf8mb4');
+        if (dialect === 'mysql') t.charset('utf8mb4');
         t.integer('id').primary();
         t.bigInteger('seq').notNullable();
         t.string('hash', 64).notNullable();
@@ -174,7 +217,7 @@ export async function migrateAudit(db: Database, table: string): Promise<void> {
     }
     const existing: unknown = await trx(head).where('id', 1).first('id');
     if (existing === undefined) await trx(head).insert({ id: 1, seq: 0, hash: GENESIS, event_id: null });
-    await guard(trx, db.dialect, table, head);
+    await guard(trx, dialect, table, head);
   });
 }
 
