@@ -1,6 +1,7 @@
 import defaultExpress from 'express';
 import type { Express, Router } from 'express';
 import type {
+  AuditTrail,
   Auth,
   Database,
   FeatureFlags,
@@ -16,6 +17,8 @@ import type {
   Settings,
 } from '../../lib/index';
 import {
+  audit,
+  auditEventsRouter,
   createLogger,
   database,
   errors,
@@ -32,6 +35,7 @@ import {
   requestContext,
   security,
 } from '../../lib/index';
+import { ADMIN, AUDITOR } from './access';
 import { authRoutes, serviceAuth, userRoutes } from './auth';
 import type { LabClient, ResilientLabs, ResilientLabsOptions } from './labs';
 import { disconnectedLabs, resilientLabs } from './labs';
@@ -62,6 +66,15 @@ export interface HealthServiceOptions {
    */
   auth?: Auth;
   /**
+   * The audit trail: every read, search and write of patients (and of patients' logins), every
+   * 401/403 under the API prefix, logins and logouts, in the hash-chained `audit_events` table
+   * (`migrate(db)` in `database.ts` creates it), served to auditors as FHIR AuditEvents at
+   * `GET <apiPrefix>/audit`. Default: `core.audit({ db, auth })` created here — not closed by the app, so
+   * events still buffered when the process ends are lost. Pass your own and close it (it writes
+   * what is buffered) before the database on shutdown, as `server.ts` does.
+   */
+  audit?: AuditTrail;
+  /**
    * scrypt cost of the passwords the service hashes (`POST /users`), and of the stand-in hash an
    * unknown email is checked against so that it takes as long as a wrong password. Use the cost
    * your stored hashes have. Default: `core.hashPassword()`'s (N = 32768).
@@ -69,7 +82,8 @@ export interface HealthServiceOptions {
   passwordHash?: PasswordHashOptions;
   /**
    * Builds each named logger of the service: `http` (access log), `patients` (app log and the
-   * repository's access events), `auth` (token events and failed logins) and `errors`.
+   * repository's access events), `auth` (token events and failed logins), `audit` (the trail's
+   * write failures and drops) and `errors`.
    * Default: `createLogger(name, { settings })`.
    */
   createLogger?: (name: string) => Logger;
@@ -175,11 +189,14 @@ export function createApp(options: Readonly<HealthServiceOptions>): Express {
   const authLogger = makeLogger('auth');
   const registry = options.metrics ?? getMetrics();
   const auth = options.auth ?? serviceAuth({ db, settings, logger: authLogger, metrics: registry });
-  const users = new UserRepository(db);
+  const trail =
+    options.audit ?? audit({ db, auth, settings, logger: makeLogger('audit'), metrics: registry });
+  const users = new UserRepository(db, trail);
   const api = settings.apiPrefix;
 
-  const patients = new PatientRepository(db);
-  // The audit hook: every read and write of a patient, with ids and filtered field names — never values.
+  const patients = new PatientRepository(db, trail);
+  // A debug trace of every read and write of a patient, with ids and filtered field names — never
+  // values. The record of who accessed what is the audit trail; this is for following a request in the logs.
   patients.events.on('access', (event: RepositoryEvent) => {
     patientLogger.debug('patient access', {
       action: event.action,
@@ -243,6 +260,10 @@ export function createApp(options: Readonly<HealthServiceOptions>): Express {
   // 6. `req.db` for handlers that want the database itself.
   app.use(database(db));
 
+  // 7. The audit trail: `req.audit()`, and every 401/403 under the API prefix recorded as
+  //    access-denied. Before authenticate(), so refused tokens are recorded too.
+  app.use(api, trail.middleware());
+
   // Login and refresh are public; everything else under the API prefix needs a bearer token
   // (an anonymous request to an unknown API path is a 401 too: it learns nothing about routes).
   app.use(
@@ -259,6 +280,9 @@ export function createApp(options: Readonly<HealthServiceOptions>): Express {
   // `req.flags` for the signed-in user; flags are administered by admins.
   app.use(api, flags.middleware());
   app.use(`${api}/admin/flags`, flags.adminRouter({ roles: ['admin'] }));
+  // Who touched which record, as FHIR R4 AuditEvents: auditors and admins (a 403 for anyone else,
+  // itself recorded). Reading the trail is recorded too.
+  app.use(`${api}/audit`, auditEventsRouter({ trail, roles: [AUDITOR, ADMIN] }));
   app.use(
     api,
     patientRoutes({

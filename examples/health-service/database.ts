@@ -1,7 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Knex } from 'knex';
-import type { Database } from '../../lib/index';
+import type { AuditTrail, Database } from '../../lib/index';
+import { audit } from '../../lib/index';
 import * as createPatients from './migrations/20250601000000_create_patients';
 import * as createUsers from './migrations/20250701000000_create_users';
 import type { SeedOptions } from './seed';
@@ -40,21 +41,49 @@ export const migrationSource: Knex.MigrationSource<string> = {
   },
 };
 
-/** Run every pending migration. Returns the names it ran. */
-export async function migrate(db: Database): Promise<string[]> {
+export interface MigrateOptions {
+  /**
+   * The audit trail whose tables to create (`trail.migrate()`: its table, chain head and
+   * append-only triggers). Default: a trail on `db` with the default table, `audit_events`, made
+   * for this and closed again.
+   */
+  audit?: AuditTrail;
+}
+
+/**
+ * Run every pending Knex migration, then create the audit trail's tables when missing. Returns the
+ * names of the Knex migrations it ran.
+ *
+ * The audit tables are not a Knex migration: their schema (columns, the chain head row, triggers
+ * per dialect) belongs to caduceus, and `trail.migrate()` is idempotent and safe for instances
+ * starting at once, so it runs at every start and follows the library across upgrades. It needs
+ * a `core.Database` (the dialect, its own transaction), which a Knex migration — run inside the
+ * migration's transaction, or by the knex CLI with a bare Knex — does not have.
+ */
+export async function migrate(db: Database, options: Readonly<MigrateOptions> = {}): Promise<string[]> {
   const [, ran] = (await db.knex.migrate.latest({ migrationSource })) as [number, string[]];
+  if (options.audit !== undefined) {
+    await options.audit.migrate();
+  } else {
+    const trail = audit({ db, metrics: false });
+    try {
+      await trail.migrate();
+    } finally {
+      await trail.close(); // nothing was recorded: resolves at once
+    }
+  }
   return ran;
 }
 
 /**
- * Migrate, then seed what is empty: the demo logins and the 50 sample patients (see `seedDemo()`).
- * Returns the migrations run and how many patients and users were seeded.
+ * Migrate (the audit tables too), then seed what is empty: the demo logins and the 50 sample
+ * patients (see `seedDemo()`). Returns the migrations run and how many patients and users were seeded.
  */
 export async function prepareDatabase(
   db: Database,
-  options: Readonly<SeedOptions> = {},
+  options: Readonly<SeedOptions & MigrateOptions> = {},
 ): Promise<{ migrations: string[]; seeded: number; users: number }> {
-  const migrations = await migrate(db);
+  const migrations = await migrate(db, options.audit === undefined ? {} : { audit: options.audit });
   const { patients, users } = await seedDemo(db.knex, options);
   return { migrations, seeded: patients, users };
 }

@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import type { Database } from '../../lib/index';
+import type { AuditTrail, Database } from '../../lib/index';
 import { BaseRepository } from '../../lib/index';
 import { required, strictFields } from './validation';
 
@@ -127,15 +127,18 @@ type Method = (...args: unknown[]) => unknown;
  * only ones `parseListQuery` accepts), `ssn` hidden, soft delete, optimistic locking on `version`,
  * zod schemas for create and update, and `visibleTo(scope)` views that reach only the rows a
  * caller may see — a condition of the SQL itself, never a filter applied after fetching.
+ * Every read, search and write is recorded in the audit `trail` (ids and field names, never values).
  */
 export class PatientRepository extends BaseRepository<Patient, PatientCreate, PatientUpdate> {
   /** The scope of the call in progress on a `visibleTo()` view; undefined on the repository itself. */
   readonly #scope = new AsyncLocalStorage<PatientScope>();
 
-  constructor(db: Database) {
+  constructor(db: Database, trail: AuditTrail) {
     super(db, {
       table: 'patients',
       resource: 'Patient',
+      // A row of this table is a patient: the patient of each access is the row's own id.
+      audit: { trail, resourceType: 'Patient', patientIdColumn: 'id' },
       filterable: [
         'mrn',
         'family_name',

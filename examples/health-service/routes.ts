@@ -256,6 +256,13 @@ export function patientRoutes(options: PatientRoutesOptions): Router {
       const patient = await visible(req).getById(idOf(req));
       // With the demo's disconnected lab client this rejects after an await: a 500 with a generic message.
       const results = await labs.resultsFor(patient.id);
+      // The results come from the lab system, not a repository: the route records their disclosure.
+      req.audit({
+        action: 'search',
+        resourceType: 'Observation',
+        patientId: patient.id,
+        details: { count: results.length, source: 'labs' },
+      });
       res.json({ success: true, data: results });
     }),
   );

@@ -183,6 +183,18 @@ export const DEMO_PROVIDERS: readonly DemoUser[] = [
   ),
 ];
 
+/**
+ * The auditor: reads the audit trail (`GET /audit`, FHIR AuditEvents) and reaches no patient
+ * record. Who reads the trail is recorded too.
+ */
+export const DEMO_AUDITOR = staff(
+  '1e8c8e6b-e263-4df3-b1cc-54aa5654e3ee',
+  'auditor@clinic.example',
+  'Sam Okonkwo',
+  'auditor',
+  'auditor-demo-password',
+);
+
 /** The patients `npm run demo` starts with; the walkthrough names some of them by id. */
 export const SEED_PATIENTS: readonly SeedPatient[] = samplePatients(50, 20250601, [
   ...DEMO_PROVIDERS.map((p) => p.id),
@@ -206,7 +218,12 @@ export const DEMO_PATIENTS: readonly DemoUser[] = [
 ];
 
 /** Every demo login, staff first. */
-export const DEMO_USERS: readonly DemoUser[] = [DEMO_ADMIN, ...DEMO_PROVIDERS, ...DEMO_PATIENTS];
+export const DEMO_USERS: readonly DemoUser[] = [
+  DEMO_ADMIN,
+  ...DEMO_PROVIDERS,
+  DEMO_AUDITOR,
+  ...DEMO_PATIENTS,
+];
 
 /**
  * Insert the seed patients (a Knex seed: plain inserts with fixed ids and timestamps, not the

@@ -1,7 +1,8 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Auth, Database, FeatureFlags } from '../../lib/index';
+import type { AuditTrail, Auth, Database, FeatureFlags } from '../../lib/index';
 import {
+  audit,
   createDatabase,
   createLogger,
   featureFlags,
@@ -14,7 +15,7 @@ import { disconnectedLabs, resilientLabs } from './labs';
 import { serviceAuth } from './auth';
 import { DEFAULT_DATABASE_URL, ensureSqliteDirectory, prepareDatabase, redactUrl } from './database';
 import type { DemoUser } from './seed';
-import { DEMO_ADMIN, DEMO_PATIENTS, DEMO_PROVIDERS, DEMO_USERS, SEED_PATIENTS } from './seed';
+import { DEMO_ADMIN, DEMO_AUDITOR, DEMO_PATIENTS, DEMO_PROVIDERS, DEMO_USERS, SEED_PATIENTS } from './seed';
 
 export interface Started {
   server: Server;
@@ -22,6 +23,8 @@ export interface Started {
   apiPrefix: string;
   db: Database;
   auth: Auth;
+  /** The audit trail (`audit_events`), closed — what it buffered written — just before the database. */
+  audit: AuditTrail;
   /** The database URL in use, password masked. */
   databaseUrl: string;
   /** How many seed patients were inserted at this start (0 when the table already had rows). */
@@ -31,7 +34,8 @@ export interface Started {
   flags: FeatureFlags;
   /**
    * `gracefulShutdown()`: readiness fails, the server stops accepting, in-flight requests finish,
-   * idle keep-alive connections close, then the guards, flags, denylist and database close.
+   * idle keep-alive connections close, then the guards, flags, denylist, audit trail (it writes
+   * what it still buffers) and database close.
    */
   stop(): Promise<void>;
 }
@@ -67,11 +71,15 @@ export async function start(
   // Created first: with REDIS_URL its connection comes up while the database is prepared (until
   // it is ready, the denylist answers 503).
   const auth = serviceAuth({ db, settings, logger: createLogger('auth', { settings }) });
+  // Every access to patient records, every 401/403, logins and logouts; its tables are created
+  // (when missing) by prepareDatabase().
+  const trail = audit({ db, auth, settings, logger: createLogger('audit', { settings }) });
   let seeded: number;
   let users: number;
   try {
-    ({ seeded, users } = await prepareDatabase(db));
+    ({ seeded, users } = await prepareDatabase(db, { audit: trail }));
   } catch (err) {
+    await trail.close();
     await auth.close();
     await db.close();
     throw err;
@@ -87,7 +95,7 @@ export async function start(
     settings,
     logger: createLogger('health', { settings }),
   });
-  const app = createApp({ settings, db, auth, protection, flags, labs, health: probes });
+  const app = createApp({ settings, db, auth, audit: trail, protection, flags, labs, health: probes });
   const server = await new Promise<Server>((resolve, reject) => {
     const s = app.listen(port);
     s.once('error', reject);
@@ -99,14 +107,16 @@ export async function start(
     await flags.close();
     await probes.close();
     await auth.close();
+    await trail.close();
     await db.close();
     throw err;
   });
   const { port: actual } = server.address() as AddressInfo;
   const graceful = gracefulShutdown(server, {
     health: probes,
-    // Closed in this order once the last request has finished.
-    resources: [{ close: () => closeProtection(protection) }, flags, probes, auth, db],
+    // Closed in this order once the last request has finished: the audit trail writes what it
+    // still buffers just before the database it writes to closes.
+    resources: [{ close: () => closeProtection(protection) }, flags, probes, auth, trail, db],
     timeoutMs: 10_000,
     signals: shutdownOptions.signals ?? [],
     exit: shutdownOptions.exit ?? false,
@@ -120,6 +130,7 @@ export async function start(
     apiPrefix: settings.apiPrefix,
     db,
     auth,
+    audit: trail,
     databaseUrl: redactUrl(url),
     seeded,
     users,
@@ -131,6 +142,7 @@ export async function start(
 /** What a demo login reaches, for the credentials table. */
 function reach(user: DemoUser): string {
   if (user.roles.includes('admin')) return 'admin: every patient; creates logins';
+  if (user.roles.includes('auditor')) return 'auditor: no patient record; the audit trail (GET /audit)';
   if (user.roles.includes('provider')) {
     const n = SEED_PATIENTS.filter((p) => p.provider_id === user.id).length;
     return `provider: their ${n} assigned patients`;
@@ -215,6 +227,16 @@ export function walkthrough(
     `  curl -i -X DELETE $API/patients/${unassigned.id} ${bearer('ADMIN_TOKEN')}   # 204 (soft delete); a GET is then a 404`,
     `  curl -i $API/patients/nope ${bearer('ADMIN_TOKEN')} -H 'accept: application/problem+json'   # 404 as RFC 9457 problem details`,
     `  curl -i $API/patients/nope ${bearer('ADMIN_TOKEN')} -H 'accept: application/fhir+json'   # 404 as a FHIR OperationOutcome`,
+    '',
+    `  # ${DEMO_AUDITOR.name} (the auditor) reads the trail, not the records: who touched a patient, as FHIR`,
+    '  # AuditEvents (ids, action codes, outcomes; never a name or a birth date)',
+    `  LOGIN=$(${login(DEMO_AUDITOR)})`,
+    pick('AUDITOR_TOKEN', 'LOGIN', 'access_token'),
+    `  curl -s -g "$API/audit?patient=Patient/${leesPatient.id}&_count=5" ${bearer('AUDITOR_TOKEN')}`,
+    `  curl -s -g "$API/audit?patient=Patient/${shahsPatient.id}&action=read&outcome=error" ${bearer('AUDITOR_TOKEN')}   # ${lee.name}'s 404 above`,
+    `  curl -s -g "$API/audit?action=access-denied&_count=3" ${bearer('AUDITOR_TOKEN')}   # the 401s and 403s`,
+    `  curl -i $API/patients/${leesPatient.id} ${bearer('AUDITOR_TOKEN')}   # 403 FORBIDDEN: auditors read no record`,
+    `  curl -i $API/audit ${bearer('TOKEN')}   # 403 FORBIDDEN: a provider does not read the trail`,
     '',
     '  # refresh: a new pair; the spent refresh token presented again revokes the whole login',
     `  NEW=$(curl -s $API/auth/refresh ${json} -d "{\\"refresh_token\\":\\"$REFRESH\\"}")`,

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import type { Database, PasswordHashOptions, TokenClaims } from '../../lib/index';
+import type { AuditTrail, Database, PasswordHashOptions, TokenClaims } from '../../lib/index';
 import { BaseRepository, hashPassword } from '../../lib/index';
 import type { Role } from './access';
 import { PATIENT, PATIENT_ID_CLAIM, PROVIDER, ROLES } from './access';
@@ -97,12 +97,20 @@ const parseRoles = (value: unknown): Role[] =>
 /**
  * The `users` table: `password_hash` hidden from every read, email lookups for login, and
  * `register()` for accounts created through the API (hashed with the service's cost).
+ *
+ * A patient's login holds their name and email and points at their record (`patient_id`), so the
+ * routes' repository is audited (`trail`): reading or creating a patient's login is in that
+ * patient's trail. `serviceAuth()`'s own repository (the refresh re-reads the login) is not: the
+ * trail records token issuance itself, as `login`.
  */
 export class UserRepository extends BaseRepository<User, UserRow> {
-  constructor(db: Database) {
+  constructor(db: Database, trail?: AuditTrail) {
     super(db, {
       table: 'users',
       resource: 'User',
+      ...(trail === undefined
+        ? {}
+        : { audit: { trail, resourceType: 'User', patientIdColumn: 'patient_id' } }),
       filterable: ['email', 'patient_id'],
       sortable: ['email', 'created_at'],
       hidden: ['password_hash'],

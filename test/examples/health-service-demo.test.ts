@@ -36,7 +36,7 @@ const ROOT = resolve(__dirname, '../..');
 const API = loadSettings({ NODE_ENV: 'test' }).apiPrefix;
 const NEW_PATIENT = { mrn: 'MRN-6001', given_name: 'Lena', family_name: 'Ortiz', birth_date: '1990-05-17' };
 const MIGRATIONS = ['20250601000000_create_patients', '20250701000000_create_users'];
-const SEEDED = '(migrated, 50 sample patients and 5 demo logins seeded)';
+const SEEDED = '(migrated, 50 sample patients and 6 demo logins seeded)';
 
 /** Log in over HTTP with a demo user's printed credentials; returns an `Authorization` value. */
 async function loginAs(base: string, user: DemoUser): Promise<string> {
@@ -417,7 +417,7 @@ describe('migrations and seed', () => {
       await db.knex.migrate.rollback({ migrationSource }, true);
       expect(await db.knex.schema.hasTable('patients')).toBe(false);
       expect(await db.knex.schema.hasTable('users')).toBe(false);
-      expect(await prepareDatabase(db, { hash })).toEqual({ migrations: MIGRATIONS, seeded: 50, users: 5 });
+      expect(await prepareDatabase(db, { hash })).toEqual({ migrations: MIGRATIONS, seeded: 50, users: 6 });
       expect(await prepareDatabase(db, { hash })).toEqual({ migrations: [], seeded: 0, users: 0 });
     } finally {
       await db.close();
@@ -437,7 +437,7 @@ describe('migrations and seed', () => {
       expect(await prepareDatabase(db, { hash })).toEqual({
         migrations: [MIGRATIONS[1]],
         seeded: 0,
-        users: 4,
+        users: 5,
       });
       const linked = (await db.knex('users').whereNotNull('patient_id').pluck('patient_id')) as string[];
       expect(linked).toEqual([DEMO_PATIENTS[0]!.patient_id]);
@@ -534,11 +534,12 @@ describe('migrations and seed', () => {
     expect(providers.map((id) => SEED_PATIENTS.filter((p) => p.provider_id === id).length)).toEqual([17, 17]);
   });
 
-  test('the demo logins: one admin, two providers, two patients linked to records of different providers', () => {
+  test('the demo logins: one admin, two providers, an auditor, two patients linked to records of different providers', () => {
     expect(DEMO_USERS.map((u) => u.roles.join())).toEqual([
       'admin',
       'provider',
       'provider',
+      'auditor',
       'patient',
       'patient',
     ]);
