@@ -5,9 +5,9 @@ import {
   ForbiddenError,
   NotFoundError,
   UnauthorizedError,
-  ValidationError,
   readOptions,
 } from '../errors/index.js';
+import { badQuery } from '../repository/filters.js';
 import type { AuditTrail } from './trail.js';
 import type { AuditAction, AuditEvent, AuditQuery } from './types.js';
 import { AUDIT_ACTIONS, AUDIT_OUTCOMES } from './types.js';
@@ -180,16 +180,20 @@ const DATE_PARAM =
 function one(req: Request, name: string): string | undefined {
   const value: unknown = (req.query as Record<string, unknown>)[name];
   if (value === undefined) return undefined;
-  if (typeof value !== 'string')
-    throw new ValidationError('Invalid search parameter', { [name]: 'must be given once' });
+  if (typeof value !== 'string') throw badQuery(name, 'must be given once');
   return value;
 }
 
-/** `2026-11` → [start, end) of that month, in UTC. */
+/** `2026-11` → [start, end) of that month, in UTC. Impossible dates (2026-02-30) are refused. */
 function period(text: string): [Date, Date] {
   const [datePart = '', timePart] = text.split('T');
   const [y = 0, m, d] = datePart.split('-').map(Number);
+  if (m !== undefined && (m < 1 || m > 12)) throw badQuery('date', 'is not a date');
+  if (d !== undefined && (d < 1 || d > new Date(Date.UTC(y, m ?? 1, 0)).getUTCDate()))
+    throw badQuery('date', 'is not a date');
   if (timePart !== undefined) {
+    const [hh = 0, mm = 0, ss = 0] = timePart.slice(0, 8).split(':').map(Number);
+    if (hh > 23 || mm > 59 || ss > 59) throw badQuery('date', 'is not a date');
     const at = new Date(/Z|[+-]\d{2}:\d{2}$/.test(timePart) ? text : `${text}Z`);
     return [at, new Date(at.getTime() + 1)];
   }
@@ -202,17 +206,14 @@ function dateFilters(req: Request, query: AuditQuery): void {
   const raw: unknown = (req.query as Record<string, unknown>).date;
   if (raw === undefined) return;
   const list = Array.isArray(raw) ? raw : [raw];
-  if (list.length > 2) throw new ValidationError('Invalid search parameter', { date: 'at most two bounds' });
+  if (list.length > 2) throw badQuery('date', 'at most two bounds');
   for (const value of list) {
     const match = typeof value === 'string' ? DATE_PARAM.exec(value) : null;
     const body = match?.[2];
     if (match === null || body === undefined)
-      throw new ValidationError('Invalid search parameter', {
-        date: 'must be a FHIR date with ge/gt/le/lt/eq',
-      });
+      throw badQuery('date', 'must be a FHIR date with ge/gt/le/lt/eq');
     const [start, end] = period(body);
-    if (Number.isNaN(start.getTime()) || Number.isNaN(end.getTime()))
-      throw new ValidationError('Invalid search parameter', { date: 'is not a date' });
+    if (Number.isNaN(start.getTime()) || Number.isNaN(end.getTime())) throw badQuery('date', 'is not a date');
     switch (match[1] ?? 'eq') {
       case 'ge':
         query.from = start;
@@ -242,17 +243,13 @@ function searchQuery(req: Request): AuditQuery {
   const action = one(req, 'action');
   if (action !== undefined) {
     if (!(AUDIT_ACTIONS as readonly string[]).includes(action))
-      throw new ValidationError('Invalid search parameter', {
-        action: `must be one of ${AUDIT_ACTIONS.join(', ')}`,
-      });
+      throw badQuery('action', `must be one of ${AUDIT_ACTIONS.join(', ')}`);
     query.action = action as AuditAction;
   }
   const outcome = one(req, 'outcome');
   if (outcome !== undefined) {
     if (!(AUDIT_OUTCOMES as readonly string[]).includes(outcome))
-      throw new ValidationError('Invalid search parameter', {
-        outcome: `must be one of ${AUDIT_OUTCOMES.join(', ')}`,
-      });
+      throw badQuery('outcome', `must be one of ${AUDIT_OUTCOMES.join(', ')}`);
     query.outcome = outcome as AuditQuery['outcome'];
   }
   const type = one(req, 'entity-type');
@@ -260,7 +257,7 @@ function searchQuery(req: Request): AuditQuery {
   const count = one(req, '_count');
   if (count !== undefined) {
     if (!/^[0-9]{1,4}$/.test(count) || Number(count) < 1 || Number(count) > 1000)
-      throw new ValidationError('Invalid search parameter', { _count: 'must be an integer from 1 to 1000' });
+      throw badQuery('_count', 'must be an integer from 1 to 1000');
     query.limit = Number(count);
   } else query.limit = 50;
   const cursor = one(req, '_cursor');

@@ -1,7 +1,9 @@
 import type { Knex } from 'knex';
 import { createHash } from 'node:crypto';
 import type { Database } from '../database/index.js';
-import { ConfigError, ValidationError } from '../errors/index.js';
+import type { AppError } from '../errors/index.js';
+import { ConfigError } from '../errors/index.js';
+import { badQuery } from '../repository/filters.js';
 import type { AuditEvent, AuditPage, AuditQuery, VerifyResult } from './types.js';
 import { AUDIT_ACTIONS, AUDIT_OUTCOMES } from './types.js';
 
@@ -394,8 +396,8 @@ export function toEvent(row: StoredRow): AuditEvent {
   };
 }
 
-function bad(field: string, message: string): ValidationError {
-  return new ValidationError('Invalid audit query', { [field]: message });
+function bad(field: string, message: string): AppError {
+  return badQuery(field, message);
 }
 
 function instant(field: string, value: unknown): string {
