@@ -28,7 +28,7 @@ export type {
  * @example
  * const trail = core.audit({ db, auth });
  * await trail.migrate();
- * app.use('/api', core.authenticate(), trail.middleware(), routes);
+ * app.use('/api', trail.middleware(), core.authenticate(), routes);
  */
 export function audit(options: Readonly<AuditOptions>): AuditTrail {
   return new AuditTrail(options);

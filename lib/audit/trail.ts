@@ -565,6 +565,8 @@ export class AuditTrail implements RepositoryAuditSink {
     };
   }
 
+  /** Requests whose refusal an auth event already recorded (their 401 is not recorded twice). */
+  readonly #deniedContexts = new WeakSet<object>();
   #lastRoles: readonly string[] | undefined = undefined;
   #lastRolesText = '[]';
 
@@ -581,6 +583,8 @@ export class AuditTrail implements RepositoryAuditSink {
 
   #recordDenial(req: Request, status: number): void {
     const ctx = getContext(req);
+    // Already recorded, with its reason, from the Auth's failure event.
+    if (status === 401 && ctx !== undefined && this.#deniedContexts.has(ctx)) return;
     const route = ctx?.route;
     const details: Record<string, unknown> = {
       reason: status === 401 ? 'unauthenticated' : 'forbidden',
@@ -603,9 +607,13 @@ export class AuditTrail implements RepositoryAuditSink {
         outcome = 'success';
         break;
       case 'failure':
-        // Token failures on requests are recorded as access-denied by middleware(); a password login's here.
-        if (event.reason !== 'invalid_credentials') return;
-        action = 'login';
+        // A wrong password is a refused login; a refused token, a refused access (with its reason,
+        // wherever authenticate() is mounted). Either way the request's 401 is not recorded again.
+        action = event.reason === 'invalid_credentials' ? 'login' : 'access-denied';
+        outcome = 'denied';
+        break;
+      case 'refresh_reuse':
+        action = 'access-denied';
         outcome = 'denied';
         break;
       case 'revoked':
@@ -616,6 +624,10 @@ export class AuditTrail implements RepositoryAuditSink {
         return;
     }
     const ctx = getContext();
+    if (outcome === 'denied' && ctx !== undefined) this.#deniedContexts.add(ctx);
+    const details: Record<string, unknown> = {};
+    if (event.reason !== undefined) details.reason = short(event.reason, 64);
+    if (event.type === 'failure') details.status = 401;
     const row = this.#row(
       ctx,
       action,
@@ -624,7 +636,7 @@ export class AuditTrail implements RepositoryAuditSink {
       null,
       null,
       null,
-      event.reason === undefined ? null : JSON.stringify({ reason: short(event.reason, 64) }),
+      Object.keys(details).length === 0 ? null : JSON.stringify(details),
       undefined,
     );
     // The event names its user (a login happens before the request context knows who it is).
