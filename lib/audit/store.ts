@@ -37,11 +37,12 @@ interface StoredRow extends Omit<PendingRow, 'at'> {
 }
 
 export const GENESIS = '0'.repeat(64);
-const TABLE = /^[A-Za-z_][A-Za-z0-9_]{0,50}$/;
+/** At most 40: the longest derived name (`<table>_recorded_at_index`) must fit MySQL's 64 and PostgreSQL's 63. */
+const TABLE = /^[A-Za-z_][A-Za-z0-9_]{0,39}$/;
 
 export function checkTable(factory: string, table: unknown): string {
   if (typeof table !== 'string' || !TABLE.test(table))
-    throw ConfigError.option(factory, 'table', 'a table name (letters, digits, _; at most 50)', table);
+    throw ConfigError.option(factory, 'table', 'a table name (letters, digits, _; at most 40)', table);
   return table;
 }
 
@@ -175,52 +176,65 @@ export function auditMigration(options: { table?: string } = {}): {
 async function createAuditSchema(knex: Knex, dialect: Database['dialect'], table: string): Promise<void> {
   const head = `${table}_head`;
   await knex.transaction(async (trx) => {
-    if (dialect === 'postgres') {
-      // Two instances starting at once must not both create the table.
+    // Two instances starting at once must not both create the table.
+    if (dialect === 'postgres')
       await trx.raw('SELECT pg_advisory_xact_lock(hashtext(?))', [`caduceus.audit.${table}`]);
+    if (dialect === 'mysql') await trx.raw('SELECT GET_LOCK(?, 30)', [`caduceus.audit.${table}`]);
+    try {
+      await createTables(trx, dialect, table, head);
+    } finally {
+      if (dialect === 'mysql') await trx.raw('SELECT RELEASE_LOCK(?)', [`caduceus.audit.${table}`]);
     }
-    if (!(await trx.schema.hasTable(table))) {
-      await trx.schema.createTable(table, (t) => {
-        if (dialect === 'mysql') {
-          t.charset('utf8mb4');
-          // Ids compare exactly (case and accents), as they do on PostgreSQL and SQLite.
-          t.collate('utf8mb4_bin');
-        }
-        t.bigInteger('seq').primary();
-        t.string('event_id', 36).notNullable().unique();
-        t.string('recorded_at', 24).notNullable().index();
-        t.string('action', 16).notNullable();
-        t.string('outcome', 8).notNullable();
-        t.string('actor_id', 255).index();
-        t.string('actor_type', 16).notNullable();
-        t.text('actor_roles').notNullable();
-        t.string('resource_type', 64);
-        t.string('resource_id', 255);
-        t.string('patient_id', 255).index();
-        t.text('patient_ids');
-        t.string('request_id', 128);
-        t.string('trace_id', 32);
-        t.string('client_ip', 64);
-        t.string('user_agent', 512);
-        t.string('purpose_of_use', 32);
-        t.text('details');
-        t.string('prev_hash', 64).notNullable();
-        t.string('hash', 64).notNullable();
-      });
-    }
-    if (!(await trx.schema.hasTable(head))) {
-      await trx.schema.createTable(head, (t) => {
-        if (dialect === 'mysql') t.charset('utf8mb4');
-        t.integer('id').primary();
-        t.bigInteger('seq').notNullable();
-        t.string('hash', 64).notNullable();
-        t.string('event_id', 36);
-      });
-    }
-    const existing: unknown = await trx(head).where('id', 1).first('id');
-    if (existing === undefined) await trx(head).insert({ id: 1, seq: 0, hash: GENESIS, event_id: null });
-    await guard(trx, dialect, table, head);
   });
+}
+
+async function createTables(
+  trx: Knex.Transaction,
+  dialect: Database['dialect'],
+  table: string,
+  head: string,
+): Promise<void> {
+  if (!(await trx.schema.hasTable(table))) {
+    await trx.schema.createTable(table, (t) => {
+      if (dialect === 'mysql') {
+        t.charset('utf8mb4');
+        // Ids compare exactly (case and accents), as they do on PostgreSQL and SQLite.
+        t.collate('utf8mb4_bin');
+      }
+      t.bigInteger('seq').primary();
+      t.string('event_id', 36).notNullable().unique();
+      t.string('recorded_at', 24).notNullable().index();
+      t.string('action', 16).notNullable();
+      t.string('outcome', 8).notNullable();
+      t.string('actor_id', 255).index();
+      t.string('actor_type', 16).notNullable();
+      t.text('actor_roles').notNullable();
+      t.string('resource_type', 64);
+      t.string('resource_id', 255);
+      t.string('patient_id', 255).index();
+      t.text('patient_ids');
+      t.string('request_id', 128);
+      t.string('trace_id', 32);
+      t.string('client_ip', 64);
+      t.string('user_agent', 512);
+      t.string('purpose_of_use', 32);
+      t.text('details');
+      t.string('prev_hash', 64).notNullable();
+      t.string('hash', 64).notNullable();
+    });
+  }
+  if (!(await trx.schema.hasTable(head))) {
+    await trx.schema.createTable(head, (t) => {
+      if (dialect === 'mysql') t.charset('utf8mb4');
+      t.integer('id').primary();
+      t.bigInteger('seq').notNullable();
+      t.string('hash', 64).notNullable();
+      t.string('event_id', 36);
+    });
+  }
+  const existing: unknown = await trx(head).where('id', 1).first('id');
+  if (existing === undefined) await trx(head).insert({ id: 1, seq: 0, hash: GENESIS, event_id: null });
+  await guard(trx, dialect, table, head);
 }
 
 /** Triggers that refuse UPDATE and DELETE on the events (and deleting the head). */
