@@ -261,7 +261,10 @@ function searchQuery(req: Request): AuditQuery {
     query.limit = Number(count);
   } else query.limit = 50;
   const cursor = one(req, '_cursor');
-  if (cursor !== undefined) query.cursor = cursor;
+  if (cursor !== undefined) {
+    if (!/^[1-9][0-9]{0,15}$/.test(cursor)) throw badQuery('_cursor', 'is not a cursor from a next link');
+    query.cursor = cursor;
+  }
   dateFilters(req, query);
   return query;
 }
