@@ -72,9 +72,10 @@ describe.each(DIALECTS)('audit chain on %s', (dialect) => {
       expect(await trail.verify()).toMatchObject({ ok: true, checked: 3, brokenAt: null });
     });
 
-    it('the longest table name audit() accepts (50 characters): migrate() twice, record, verify', async () => {
-      const table = `t${'x'.repeat(49)}`;
-      expect(table).toHaveLength(50);
+    it('the longest table name audit() accepts (40 characters): migrate() twice, record, verify', async () => {
+      const table = `t${'x'.repeat(39)}`;
+      expect(table).toHaveLength(40);
+      expect(() => makeTrail(db, { table: `${table}x` })).toThrow(core.ConfigError);
       const trail = makeTrail(db, { table });
       trails.push(trail);
       await trail.migrate();
@@ -84,6 +85,10 @@ describe.each(DIALECTS)('audit chain on %s', (dialect) => {
       expect(
         core.isError(await failure(() => db.knex(table).where({ seq: 1 }).update({ outcome: 'error' }))),
       ).toBe(true);
+    });
+
+    it('a table name one character over the limit is a ConfigError at creation, not a failed migrate()', () => {
+      expect(() => makeTrail(db, { table: `t${'x'.repeat(40)}` })).toThrow(/table/);
     });
 
     it('an empty table verifies with checked 0', async () => {

@@ -114,9 +114,10 @@ describe.each(DIALECTS)('bad events on %s', (dialect) => {
       expect(await trail.verify()).toMatchObject({ ok: true, checked: rows.length, brokenAt: null });
     });
 
-    it('a bad query filter: ValidationError (422), never a driver error', async () => {
+    it('a bad query filter: 400 VALIDATION_ERROR (as parseListQuery answers), never a driver error', async () => {
       for (const filters of [
         { from: 'not a date' },
+        { to: '2026-13-01T00:00:00.000Z' },
         { to: new Date(Number.NaN) },
         { action: 'frobnicate' },
         { limit: 0 },
@@ -124,7 +125,21 @@ describe.each(DIALECTS)('bad events on %s', (dialect) => {
         { patientId: { $ne: null } },
       ]) {
         const err = await appError(() => trail.query(filters as unknown as core.AuditQuery));
-        expect({ filters, status: err.status }).toEqual({ filters, status: 422 });
+        expect({ filters, status: err.status, code: err.code }).toEqual({
+          filters,
+          status: 400,
+          code: 'VALIDATION_ERROR',
+        });
+      }
+    });
+
+    it('an impossible calendar date in from/to is refused, not rolled over (2026-02-30 is not 2026-03-02)', async () => {
+      for (const filters of [{ from: '2026-02-30' }, { to: '2026-04-31T00:00:00.000Z' }]) {
+        const outcome = await trail.query(filters).then(
+          () => 'accepted',
+          (err: unknown) => (core.isAppError(err) ? `${err.status} ${err.code}` : String(err)),
+        );
+        expect({ filters, outcome }).toEqual({ filters, outcome: '400 VALIDATION_ERROR' });
       }
     });
 

@@ -409,6 +409,7 @@ describe.each(DIALECTS)('audit trail on %s', (dialect) => {
         const event = await onlyEvent(sent);
         expectRequestFacts(event, sent, 'TREAT');
         expect(event).toMatchObject({ action: 'access-denied', outcome: 'denied' });
+        expect(event.details).toMatchObject({ status: 403, method: 'GET', route: '/api/admin' });
       });
 
       it('no token: one access-denied event with actor_type anonymous and no actor id', async () => {
@@ -437,32 +438,42 @@ describe.each(DIALECTS)('audit trail on %s', (dialect) => {
         const event = await onlyEvent(sent);
         expectRequestFacts(event, sent, null);
         expect(event).toMatchObject({ action: 'access-denied', outcome: 'denied' });
+        // The route template, never the URL with the patient's id in it.
+        expect(event.details).toMatchObject({ status: 403, method: 'GET', route: '/api/consent/:id' });
       });
 
-      it('the quick-start mount order (authenticate() before trail.middleware()) records a 401 too', async () => {
-        const quickStart = makeApp(variant, 'quick-start');
-        const requestId = `quick-start-${dialect}-${variant.major}`;
-        const res = await request(quickStart)
-          .get(`/api/patients/${seeded.patientIds[0]!}`)
-          .set('X-Request-Id', requestId);
-        expect(res.status).toBe(401);
-        await trail.flush();
-        const events = await storedEvents(db, 'audit_events', { request_id: requestId });
-        expect(events.map((e) => [e.action, e.outcome, e.actor_type])).toEqual([
-          ['access-denied', 'denied', 'anonymous'],
-        ]);
+      it('authenticate() mounted before trail.middleware(): a refused token is still recorded, once', async () => {
+        // docs/audit.md: "a refused token wherever authenticate() is mounted (access-denied, denied,
+        // details.reason expired, bad_signature, revoked, …)".
+        const outer = makeApp(variant, 'quick-start');
+        const forged = `${clinicianToken.slice(0, -4)}AAAA`;
+        for (const [i, bearer] of [undefined, forged].entries()) {
+          const requestId = `outer-auth-${dialect}-${variant.major}-${i}`;
+          let req = request(outer)
+            .get(`/api/patients/${seeded.patientIds[0]!}`)
+            .set('X-Request-Id', requestId);
+          if (bearer !== undefined) req = req.set('Authorization', `Bearer ${bearer}`);
+          expect((await req).status).toBe(401);
+          await trail.flush();
+          const events = await storedEvents(db, 'audit_events', { request_id: requestId });
+          expect(events.map((e) => [e.action, e.outcome, e.actor_type])).toEqual([
+            ['access-denied', 'denied', 'anonymous'],
+          ]);
+        }
       });
 
       it('a forged token: one access-denied event, anonymous', async () => {
         const forged = `${clinicianToken.slice(0, -4)}AAAA`;
         const { res, sent } = await send({ method: 'get', url: '/api/admin', token: forged });
         expect(res.status).toBe(401);
-        expect(await onlyEvent(sent)).toMatchObject({
+        const event = await onlyEvent(sent);
+        expect(event).toMatchObject({
           action: 'access-denied',
           outcome: 'denied',
           actor_type: 'anonymous',
           actor_id: null,
         });
+        expect(event.details).toMatchObject({ reason: 'bad_signature' });
       });
 
       it('req.audit(): a custom export event with the request facts', async () => {
@@ -535,7 +546,9 @@ describe.each(DIALECTS)('audit trail on %s', (dialect) => {
           token: access,
         });
         expect(after.res.status).toBe(401);
-        expect(await onlyEvent(after.sent)).toMatchObject({ action: 'access-denied', outcome: 'denied' });
+        const refused = await onlyEvent(after.sent);
+        expect(refused).toMatchObject({ action: 'access-denied', outcome: 'denied' });
+        expect(refused.details).toMatchObject({ reason: 'revoked' });
       });
     });
 
