@@ -414,7 +414,19 @@ function bad(field: string, message: string): AppError {
   return badQuery(field, message);
 }
 
+/** Whether the calendar date at the start of an ISO 8601 string exists (2026-02-30 does not). */
+function realCalendarDate(text: string): boolean {
+  const m = /^(\d{4})-(\d{2})(?:-(\d{2}))?/.exec(text);
+  if (m === null) return true;
+  const month = Number(m[2]);
+  if (month < 1 || month > 12) return false;
+  if (m[3] === undefined) return true;
+  const day = Number(m[3]);
+  return day >= 1 && day <= new Date(Date.UTC(Number(m[1]), month, 0)).getUTCDate();
+}
+
 function instant(field: string, value: unknown): string {
+  if (typeof value === 'string' && !realCalendarDate(value)) throw bad(field, 'must be a date');
   const date = value instanceof Date ? value : typeof value === 'string' ? new Date(value) : undefined;
   if (
     date === undefined ||

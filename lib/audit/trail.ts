@@ -362,13 +362,17 @@ export class AuditTrail implements RepositoryAuditSink {
    */
   record(event: AuditEventInput, req?: object): void {
     if (typeof event !== 'object' || (event as unknown) === null)
-      throw new ConfigError('audit.record: expected an event object');
+      throw new ValidationError('Invalid audit event', { _: 'must be an object' });
     const action: unknown = event.action;
     if (typeof action !== 'string' || !ACTIONS.has(action))
-      throw ConfigError.option('audit.record', 'action', `one of ${AUDIT_ACTIONS.join(', ')}`, action);
+      throw new ValidationError('Invalid audit event', {
+        action: `must be one of ${AUDIT_ACTIONS.join(', ')}`,
+      });
     const outcome: unknown = event.outcome ?? 'success';
     if (typeof outcome !== 'string' || !OUTCOMES.has(outcome))
-      throw ConfigError.option('audit.record', 'outcome', `one of ${AUDIT_OUTCOMES.join(', ')}`, outcome);
+      throw new ValidationError('Invalid audit event', {
+        outcome: `must be one of ${AUDIT_OUTCOMES.join(', ')}`,
+      });
     const resourceType = event.resourceType;
     if (resourceType !== undefined && (typeof resourceType !== 'string' || !RESOURCE_TYPE.test(resourceType)))
       throw new ValidationError('Invalid audit event', { resourceType: 'must be a resource type name' });
