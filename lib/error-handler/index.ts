@@ -15,12 +15,13 @@ import {
   toAppError,
 } from '../errors/index.js';
 import type { Logger } from '../logging/create-logger.js';
-import { createLogger } from '../logging/create-logger.js';
+import { createLogger, redactorOf } from '../logging/create-logger.js';
 import { routeOf } from '../logging/access-log.js';
-import type { Redactor } from '../logging/redact.js';
+import type { RedactOptions, Redactor } from '../logging/redact.js';
 import { createRedactor } from '../logging/redact.js';
 import type { Metrics } from '../metrics/index.js';
 import { metricsFor } from '../metrics/index.js';
+import { clientDetails } from './client-safe.js';
 
 export interface ErrorsOptions {
   /**
@@ -40,6 +41,13 @@ export interface ErrorsOptions {
   metrics?: Metrics | false;
   /** Settings for defaults (environment). Default: `loadSettings(process.env)`. */
   settings?: Settings;
+  /**
+   * How PHI and secrets are removed from responses (message, details, field errors, request id) and
+   * from span events — the logger's `RedactOptions` (`phiMode`, `phiFields`, `phiPatterns`…).
+   * Default: the rules of `logger` when it comes from `createLogger()`, else the defaults (PHI mode
+   * on). Without `logger`, the default logger uses these too.
+   */
+  redact?: RedactOptions;
 }
 
 const KNOWN = [
@@ -50,6 +58,7 @@ const KNOWN = [
   'mapError',
   'metrics',
   'settings',
+  'redact',
 ] as const satisfies readonly (keyof ErrorsOptions)[];
 
 /**
@@ -114,7 +123,7 @@ export function errors(input: Readonly<ErrorsOptions> = {}): ErrorRequestHandler
   checkOptions(options);
   const settings = options.settings ?? loadSettings(process.env);
   const exposeStack = options.exposeStack === true && settings.environment === 'development';
-  const logger = options.logger ?? createLogger('errors', { settings });
+  const logger = options.logger ?? createLogger('errors', { settings, redact: options.redact });
   const fixedFormat =
     options.format === undefined || options.format === 'negotiate' ? undefined : options.format;
   const { mapError, problemTypeBase } = options;
@@ -124,7 +133,11 @@ export function errors(input: Readonly<ErrorsOptions> = {}): ErrorRequestHandler
     'Errors answered by errors(), by error_code and status.',
     ['error_code', 'status_code'],
   );
-  const redactor = createRedactor();
+  // Responses follow the logger's rules, unless `redact` is given beside a logger of your own.
+  const redactor =
+    options.redact !== undefined && options.logger !== undefined
+      ? createRedactor(options.redact)
+      : (redactorOf(logger) ?? createRedactor(options.redact));
 
   return function errorsMiddleware(err: unknown, req: Request, res: Response, next: NextFunction): void {
     let appError: AppError;
@@ -170,9 +183,19 @@ export function errors(input: Readonly<ErrorsOptions> = {}): ErrorRequestHandler
         : status >= 500
           ? 'Internal server error'
           : appError.message;
+    // Exposed messages and details often quote input ("No patient with email …"): the body gets
+    // the log's redaction, so no PHI value is sent back, whatever the thrower put in.
+    const requestId =
+      ctx === undefined || ctx.requestIdGenerated ? ctx?.requestId : redactor.redactString(ctx.requestId);
     const rendered = renderError(
       format,
-      { status, code: appError.code, message, details, requestId: ctx?.requestId },
+      {
+        status,
+        code: appError.code,
+        message: redactor.redactString(message),
+        details: clientDetails(redactor, details),
+        requestId,
+      },
       problemTypeBase,
     );
     if (appError.headers !== undefined) {

@@ -6,7 +6,7 @@ import { FileTransport } from './file-transport.js';
 import type { FileTransportOptions } from './file-transport.js';
 import { prettyFormat, recordFormat } from './format.js';
 import { attachLineWriter, createClock } from './line-writer.js';
-import type { RedactOptions } from './redact.js';
+import type { RedactOptions, Redactor } from './redact.js';
 import { createRedactor } from './redact.js';
 
 export type Logger = winston.Logger;
@@ -24,7 +24,10 @@ export interface LoggerOptions {
   file?: string | FileTransportOptions | false;
   /** A second file that receives only `error` lines. Default: `LOG_ERROR_FILE`, else none. */
   errorFile?: string | FileTransportOptions | false;
-  /** What to redact, beyond the defaults (secrets always; PHI in PHI mode, on by default). */
+  /**
+   * What to redact, beyond the defaults: secrets always; PHI in PHI mode (`phiMode`, on by default),
+   * with your own `phiFields` and `phiPatterns`. See docs/logging.md#phi-mode.
+   */
   redact?: RedactOptions;
   /** Further winston transports; their lines are already redacted. */
   transports?: readonly winston.transport[];
@@ -104,7 +107,18 @@ export function createLogger(name: string, input: Readonly<LoggerOptions> = {}):
     exitOnError: false,
   });
   attachLineWriter(logger, name, redactor, clock, options.defaultMeta);
+  // errors() given this logger cleans its responses with the same rules (phiFields, phiPatterns).
+  Object.defineProperty(logger, REDACTOR, { value: redactor });
   return logger;
+}
+
+/** Shared by every copy of caduceus in the process, like the AppError brand. */
+const REDACTOR = Symbol.for('caduceus.logger.redactor');
+
+/** The redactor of a logger made by `createLogger()`; undefined for any other logger. */
+export function redactorOf(logger: Logger): Redactor | undefined {
+  const r = (logger as unknown as Record<symbol, unknown>)[REDACTOR];
+  return typeof r === 'function' ? (r as Redactor) : undefined;
 }
 
 /** Resolves once every file transport of `logger` has written what it was given. */

@@ -1,5 +1,6 @@
 import { isError } from '../errors/index.js';
 import type { Logger } from './create-logger.js';
+import { loggableMessage } from './redact.js';
 
 export interface RequestLogFields {
   method: string;
@@ -35,7 +36,9 @@ export function logError(
   context: Record<string, unknown> = {},
   userId?: string,
 ): void {
-  const message = isError(error) ? error.message : String(error);
+  // A driver error's message can carry the SQL with its values (Knex): the same cleaning as the
+  // `error` field gets, not just the string patterns.
+  const message = isError(error) ? loggableMessage(error) : String(error);
   logger.error(message, { ...context, user_id: userId, error });
 }
 

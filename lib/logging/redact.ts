@@ -1,11 +1,28 @@
 import { ConfigError, driverMessage, isError, readOptions } from '../errors/index.js';
+import { labelPattern } from './labels.js';
+import { hasEightDigits, PHI_EXACT, PHI_HINT, PHI_SUFFIXES, phiPass } from './phi.js';
 
 export interface RedactOptions {
   /** Extra key names to redact at any depth (matched case- and separator-insensitively, exactly). */
   keys?: readonly string[];
   /** Extra value patterns; each match is replaced with the censor. Must be global (`/…/g`). */
   patterns?: readonly RegExp[];
-  /** PHI mode: also redact emails, phone numbers and identifying keys (name, dob, address, mrn, …). Default `true`. */
+  /**
+   * PHI mode: besides secrets, redact identifying keys (names, DOB, address, MRN, email, phone…),
+   * emails, phone numbers, labelled values (`DOB: 1980-02-03`, `"name":"Jane"`), MRNs, street
+   * addresses, postcodes and courtesy-titled names in text, and values echoed by database drivers.
+   * Default `true`. See docs/logging.md#phi-mode.
+   */
+  phiMode?: boolean;
+  /**
+   * Key names your application holds PHI in (`['family_name', 'insurance_id']`), on top of the
+   * built-in ones: redacted at any depth, matched like `keys`, and their `name: value` / `name=value`
+   * / `"name":"value"` forms in text. PHI mode only. Default none.
+   */
+  phiFields?: readonly string[];
+  /** Value patterns of your PHI identifiers (`/\bMRN-\d{6}\b/g`), global RegExps. PHI mode only. Default none. */
+  phiPatterns?: readonly RegExp[];
+  /** @deprecated Alias of `phiMode`, kept for compatibility. */
   phi?: boolean;
   /** Replacement text. Default `[REDACTED]`. */
   censor?: string;
@@ -44,51 +61,6 @@ const SECRET_EXACT = [
   'accountnumber',
   'routingnumber',
 ];
-const PHI_EXACT = [
-  'name',
-  'firstname',
-  'lastname',
-  'fullname',
-  'givenname',
-  'familyname',
-  'middlename',
-  'patientname',
-  'maidenname',
-  'email',
-  'emailaddress',
-  'phone',
-  'phonenumber',
-  'mobile',
-  'telephone',
-  'fax',
-  'dob',
-  'dateofbirth',
-  'birthdate',
-  'birthday',
-  'address',
-  'street',
-  'streetaddress',
-  'city',
-  'zip',
-  'zipcode',
-  'postalcode',
-  'mrn',
-  'medicalrecordnumber',
-  'insuranceid',
-  'memberid',
-  'policynumber',
-  'licensenumber',
-  'driverslicense',
-  'passport',
-  'passportnumber',
-  'diagnosis',
-  'diagnoses',
-  'condition',
-  'medication',
-  'medications',
-  'notes',
-  'clinicalnotes',
-];
 
 const JWT = /eyJ[\w-]{2,}\.[\w-]{2,}\.[\w-]*/g;
 // The lookahead keeps a repeated scheme word (`bearer Bearer tok`) from passing for the credential.
@@ -100,27 +72,14 @@ const SSN = /(?<!\d)\d{3}[- ]\d{2}[- ]\d{4}(?!\d)/g;
 const CARD = /(?<![0-9A-Za-z])\d(?:[ -]?\d){12,18}(?![0-9A-Za-z])/g;
 const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/[^:/\s@]*:)[^@\s/]+@/gi;
 const QUERY_VALUE = /([?&][^=&#\s?]+=)[^&#\s]*/g;
-const EMAIL = /[\w.%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/g;
-const PHONE =
-  /(?<![\w+])(?:\+?1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}(?!\d)|(?<![\w+])\+\d{8,15}(?!\d)/g;
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f\u2028\u2029]/g;
-/** Cheap pre-check: a string with none of these cannot match any pattern above. */
 /**
  * Cheap pre-check: a string with none of these, and fewer than eight digits, cannot match any
  * built-in pattern (an SSN has 9 digits, a phone number at least 8 after `+` or 10, a card 13).
  */
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 const SUSPICIOUS = /[\u0000-\u001f\u007f\u2028\u2029@?=]|eyJ|bearer|basic|digest|:\/\//i;
-
-function hasEightDigits(s: string): boolean {
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 48 && c <= 57 && ++n === 8) return true;
-  }
-  return false;
-}
 
 function luhn(digits: string): boolean {
   let sum = 0;
@@ -168,6 +127,11 @@ function databaseSafe(err: Error, message: string): string {
   return driverMessage(message).replace(/'(?:[^'\\]|\\.|'')*'/g, "'[REDACTED]'");
 }
 
+/** An error's message as it may be logged: a database driver's without the SQL and values Knex puts in it. */
+export function loggableMessage(err: Error): string {
+  return databaseSafe(err, err.message);
+}
+
 /** A Map key as text, whatever it is (a null-prototype object has no toString). */
 function keyText(key: unknown): string {
   if (typeof key === 'string') return key;
@@ -177,19 +141,67 @@ function keyText(key: unknown): string {
 
 const normaliseKey = (key: string): string => key.toLowerCase().replace(/[^a-z0-9]/g, '');
 
-const KNOWN = ['keys', 'patterns', 'phi', 'censor', 'maxDepth'] as const;
+const KNOWN = [
+  'keys',
+  'patterns',
+  'phiMode',
+  'phiFields',
+  'phiPatterns',
+  'phi',
+  'censor',
+  'maxDepth',
+] as const satisfies readonly (keyof RedactOptions)[];
+
+function checkStrings(option: string, value: unknown): void {
+  if (value !== undefined && (!Array.isArray(value) || value.some((k) => typeof k !== 'string')))
+    throw ConfigError.option('createLogger', `redact.${option}`, 'an array of strings', value);
+}
+
+function checkPatterns(option: string, value: unknown): void {
+  if (value === undefined) return;
+  if (!Array.isArray(value))
+    throw ConfigError.option('createLogger', `redact.${option}`, 'an array of global RegExps (/…/g)', value);
+  for (const p of value as unknown[]) {
+    if (!(p instanceof RegExp) || !p.global)
+      throw ConfigError.option('createLogger', `redact.${option}`, 'global RegExps (/…/g)', p);
+  }
+}
+
+/** Whether PHI mode is on, from `phiMode` or its alias `phi`; both set differently is a mistake. */
+function phiModeOf(options: Readonly<RedactOptions>): boolean {
+  // Read through a type without the deprecation: this is the one place the alias is honoured.
+  const { phi: alias } = options as { phi?: unknown };
+  const { phiMode } = options as { phiMode?: unknown };
+  for (const [name, v] of [
+    ['phiMode', phiMode],
+    ['phi', alias],
+  ] as const) {
+    if (v !== undefined && typeof v !== 'boolean')
+      throw ConfigError.option('createLogger', `redact.${name}`, 'true or false', v);
+  }
+  if (alias !== undefined && phiMode !== undefined && alias !== phiMode)
+    throw ConfigError.option(
+      'createLogger',
+      'redact.phi',
+      'the same as redact.phiMode (phi is its old name; set only phiMode)',
+      alias,
+    );
+  const on = (phiMode ?? alias ?? true) as boolean;
+  if (!on && (options.phiFields !== undefined || options.phiPatterns !== undefined))
+    throw new ConfigError(
+      'createLogger: redact.phiFields and redact.phiPatterns apply only in PHI mode, which phiMode: false turns off; remove one or the other',
+      [{ name: 'redact.phiMode', expected: 'true with phiFields or phiPatterns', received: 'false' }],
+    );
+  return on;
+}
 
 function checkOptions(options: Readonly<RedactOptions>): void {
-  if (
-    options.keys !== undefined &&
-    (!Array.isArray(options.keys) || options.keys.some((k) => typeof k !== 'string'))
-  ) {
-    throw ConfigError.option('createLogger', 'redact.keys', 'an array of strings', options.keys);
-  }
-  for (const p of options.patterns ?? []) {
-    if (!(p instanceof RegExp) || !p.global)
-      throw ConfigError.option('createLogger', 'redact.patterns', 'global RegExps (/…/g)', p);
-  }
+  checkStrings('keys', options.keys);
+  checkStrings('phiFields', options.phiFields);
+  checkPatterns('patterns', options.patterns);
+  checkPatterns('phiPatterns', options.phiPatterns);
+  if (options.censor !== undefined && typeof options.censor !== 'string')
+    throw ConfigError.option('createLogger', 'redact.censor', 'a string', options.censor);
   if (options.maxDepth !== undefined && (!Number.isInteger(options.maxDepth) || options.maxDepth < 1)) {
     throw ConfigError.option('createLogger', 'redact.maxDepth', 'a positive integer', options.maxDepth);
   }
@@ -202,15 +214,21 @@ function checkOptions(options: Readonly<RedactOptions>): void {
 export function createRedactor(input: Readonly<RedactOptions> = {}): Redactor {
   const options = readOptions<RedactOptions>('createRedactor', input, KNOWN);
   checkOptions(options);
+  const phiMode = phiModeOf(options);
   const censor = options.censor ?? '[REDACTED]';
-  const phi = options.phi ?? true;
   const maxDepth = options.maxDepth ?? 8;
+  const phiFields = (options.phiFields ?? []).map(normaliseKey).filter((k) => k.length > 0);
   const exact = new Set([
     ...SECRET_EXACT,
-    ...(phi ? PHI_EXACT : []),
+    ...(phiMode ? [...PHI_EXACT, ...phiFields] : []),
     ...(options.keys ?? []).map(normaliseKey),
   ]);
-  const extra = options.patterns ?? [];
+  const suffixes = phiMode ? PHI_SUFFIXES : [];
+  // Copies: a caller's RegExp keeps its own lastIndex, and ours cannot be changed from outside.
+  const extra = [...(phiMode ? (options.phiPatterns ?? []) : []), ...(options.patterns ?? [])].map(
+    (p) => new RegExp(p.source, p.flags),
+  );
+  const label = labelPattern(phiMode ? (options.phiFields ?? []) : []);
   // Decisions per key name are cached: a service logs the same few hundred keys over and over.
   const keyCache = new Map<string, boolean>();
 
@@ -218,26 +236,45 @@ export function createRedactor(input: Readonly<RedactOptions> = {}): Redactor {
     let hit = keyCache.get(key);
     if (hit === undefined) {
       const n = normaliseKey(key);
-      hit = exact.has(n) || SECRET_FRAGMENTS.some((f) => n.includes(f));
+      hit =
+        exact.has(n) || SECRET_FRAGMENTS.some((f) => n.includes(f)) || suffixes.some((f) => n.endsWith(f));
       if (keyCache.size < 10_000) keyCache.set(key, hit);
     }
     return hit;
   };
 
-  const redactString = (s: string): string => {
-    // Custom patterns can match anything, so with any configured the shortcut is off.
-    if (extra.length === 0 && !SUSPICIOUS.test(s) && !hasEightDigits(s)) return s;
-    // Escape first: patterns then see exactly what is written, so redacting twice changes nothing.
-    let out = s
-      .replace(CONTROL, escapeControl)
-      .replace(JWT, censor)
-      .replace(AUTH_SCHEME, `$1 ${censor}`)
-      .replace(URL_CREDENTIALS, `$1${censor}@`)
-      .replace(SSN, censor)
-      .replace(CARD, (m) => (luhn(m.replace(/[ -]/g, '')) ? censor : m));
-    if (out.includes('?')) out = out.replace(QUERY_VALUE, `$1${censor}`);
-    if (phi) out = out.replace(EMAIL, censor).replace(PHONE, censor);
+  /** One pass; `secrets: false` when the string cannot hold a secret or a query (see SUSPICIOUS). */
+  const redactOnce = (s: string, secrets: boolean): string => {
+    // Escape first: patterns then see exactly what is written.
+    let out = secrets
+      ? s
+          .replace(CONTROL, escapeControl)
+          .replace(JWT, censor)
+          .replace(AUTH_SCHEME, `$1 ${censor}`)
+          .replace(URL_CREDENTIALS, `$1${censor}@`)
+          .replace(SSN, censor)
+          .replace(CARD, (m) => (luhn(m.replace(/[ -]/g, '')) ? censor : m))
+      : s;
+    // PHI first: a label's value can hide a `?` or `&` that the query pattern would see differently
+    // once the value is gone.
+    if (phiMode) out = phiPass(out, censor, label);
+    if (secrets && out.includes('?')) out = out.replace(QUERY_VALUE, `$1${censor}`);
     for (const p of extra) out = out.replace(p, censor);
+    return out;
+  };
+
+  const redactString = (s: string): string => {
+    const secrets = SUSPICIOUS.test(s) || hasEightDigits(s);
+    // Custom patterns can match anything, so with any configured the shortcut is off.
+    if (!secrets && extra.length === 0 && !(phiMode && PHI_HINT.test(s))) return s;
+    // Redacting twice must change nothing. One pass can leave a match for the next: a value that
+    // ended right before another (`…62704Key (email)=(…)`) hid it from a pattern that wants a word
+    // boundary. So a string that changed gets another full pass (rarely a third) until it is stable.
+    let out = redactOnce(s, secrets || extra.length > 0);
+    for (let i = 0; i < 2 && out !== s; i++) {
+      s = out;
+      out = redactOnce(s, true);
+    }
     return out;
   };
 
@@ -314,6 +351,7 @@ export function createRedactor(input: Readonly<RedactOptions> = {}): Redactor {
     isSensitiveKey,
     redactString,
     censor,
+    phiMode,
   });
 }
 
@@ -323,4 +361,6 @@ export interface Redactor {
   isSensitiveKey(key: string): boolean;
   redactString(s: string): string;
   readonly censor: string;
+  /** Whether PHI mode is on. */
+  readonly phiMode: boolean;
 }

@@ -156,8 +156,8 @@ describe('createRedactor: values', () => {
   });
 
   it('applies configured patterns', () => {
-    const r = core.createRedactor({ patterns: [/MRN-\d+/g] });
-    expect(r('patient MRN-00123 seen')).toBe(`patient ${R} seen`);
+    const r = core.createRedactor({ patterns: [/CASE-\d+/g] });
+    expect(r('patient CASE-00123 seen')).toBe(`patient ${R} seen`);
   });
 
   it('escapes newlines and control characters (log injection)', () => {
@@ -456,6 +456,27 @@ describe('createRedactor: properties', () => {
         ':',
         '+1',
         '(555)',
+        '+44 20 7946 0958',
+        'name: ',
+        '"name":',
+        '[',
+        ']',
+        '{',
+        '"',
+        "'",
+        ',',
+        'DOB ',
+        '1980-02-03',
+        'MRN#',
+        'Mrs. ',
+        'Jane ',
+        '742 Evergreen Terrace',
+        'SW1A 1AA',
+        'Key (email)=(',
+        ')',
+        'Failing row contains (',
+        ': "x"',
+        '\\n',
         SSN,
         JWT,
       ),
@@ -486,5 +507,118 @@ describe('createRedactor: custom patterns', () => {
   it('applies a custom pattern even to a string nothing else finds suspicious', () => {
     const redact = core.createRedactor({ patterns: [/MRN-[A-Z]+/g] });
     expect(redact('patient MRN-ABCDEF admitted')).toBe('patient [REDACTED] admitted');
+  });
+});
+
+describe('createRedactor: PHI mode options', () => {
+  it('takes phi as the old name of phiMode', () => {
+    const record = { name: 'Jane Doe', email: 'jane@example.org' };
+    expect(core.createRedactor({ phiMode: false })(record)).toEqual(record);
+    expect(core.createRedactor({ phi: false })(record)).toEqual(record);
+    expect(core.createRedactor({ phiMode: true, phi: true })(record)).toEqual({ name: R, email: R });
+  });
+
+  it.each([
+    ['phi and phiMode that disagree', { phi: true, phiMode: false }],
+    ['phiFields with PHI mode off', { phiMode: false, phiFields: ['mrn_local'] }],
+    ['phiPatterns with PHI mode off', { phi: false, phiPatterns: [/H\d{7}/g] }],
+    ['a non-boolean phiMode', { phiMode: 'yes' }],
+    ['phiFields that are not strings', { phiFields: [1] }],
+    ['a non-global phiPattern', { phiPatterns: [/H\d{7}/] }],
+    ['phiPatterns that are not an array', { phiPatterns: /H\d{7}/g }],
+    ['a censor that is not a string', { censor: 0 }],
+  ])('rejects %s with a ConfigError', (_label, options) => {
+    expect(() => core.createRedactor(options as core.RedactOptions)).toThrow(core.ConfigError);
+  });
+
+  it('adds phiFields as keys and as labels in text, and phiPatterns as values', () => {
+    const r = core.createRedactor({ phiFields: ['insurance_id'], phiPatterns: [/\bH\d{7}\b/g] });
+    expect(r({ insuranceId: 'QX-1', primary_insurance_id: 'kept: not an exact match' })).toEqual({
+      insuranceId: R,
+      primary_insurance_id: 'kept: not an exact match',
+    });
+    expect(r('check insurance_id=QX-1 for H1234567 ok')).toBe(`check insurance_id=${R} for ${R} ok`);
+  });
+
+  it('leaves a caller-supplied RegExp untouched (no shared lastIndex)', () => {
+    const pattern = /H\d{7}/g;
+    pattern.lastIndex = 3;
+    core.createRedactor({ phiPatterns: [pattern] })('H1234567');
+    expect(pattern.lastIndex).toBe(3);
+  });
+
+  it('redacts keys that end with a PHI name, but not ordinary keys ending in name or address', () => {
+    expect(
+      redact({
+        patient_email: 'a',
+        homePhone: 'b',
+        guardianDob: 'c',
+        billing_address: 'd',
+        file_name: 'e',
+        service_name: 'f',
+        ip_address: '10.0.0.1',
+        remoteAddress: '::1',
+      }),
+    ).toEqual({
+      patient_email: R,
+      homePhone: R,
+      guardianDob: R,
+      billing_address: R,
+      file_name: 'e',
+      service_name: 'f',
+      ip_address: '10.0.0.1',
+      remoteAddress: '::1',
+    });
+  });
+
+  it.each([
+    ['a labelled value to the end of its clause', 'name: Jane Doe, ward 3', `name: ${R}, ward 3`],
+    ['quoted JSON values, keeping the quotes', '{"name":"Jane","id":7}', `{"name":"${R}","id":7}`],
+    ['a bracketed value whole', 'name: [{"family":"Doe"}] ok', `name: ${R} ok`],
+    [
+      'logfmt pairs one by one',
+      'first_name=Jane last_name=Doe ward=3',
+      `first_name=${R} last_name=${R} ward=3`,
+    ],
+    ['an address past its commas', 'address: 1 High St, Leeds; next', `address: ${R}; next`],
+    [
+      'a pg key detail with no digit or @ in it',
+      'Key (family)=(Doe) already exists.',
+      `Key (family)=(${R}) already exists.`,
+    ],
+    ['a pg failing row', 'Failing row contains (Jane, Doe).', `Failing row contains (${R}).`],
+    [
+      'SQL literals',
+      "insert into patients (name) values ('Jane Doe')",
+      `insert into patients (name) values ('${R}')`,
+    ],
+    ['a label on the next line of a message', 'bad\nname: Jane', `bad\\nname: ${R}`],
+  ])('redacts %s', (_label, input, expected) => {
+    expect(redact(input)).toBe(expected);
+  });
+
+  it.each([
+    ['a thing named by name', 'service name: patients-api'],
+    ['a column named email', 'column "email" of relation "patients" does not exist'],
+    ['an event date', 'appointment on 2026-03-14 at 09:30'],
+    ['a status with a colon', 'status: 503, retry after 30 s'],
+    ['a route template', '/api/v1/patients/:id'],
+    ['a timezone offset', '2024-01-31T10:20:30+01:00'],
+    ['an IPv4 address', 'client 192.168.100.200'],
+  ])('keeps %s', (_label, input) => {
+    expect(redact(input)).toBe(input);
+  });
+
+  it('stays linear on long hostile input (no catastrophic backtracking)', () => {
+    const inputs = [
+      'A'.repeat(50_000) + ',',
+      'a.'.repeat(25_000),
+      `name: ${'x '.repeat(25_000)}`,
+      `+1${' 1'.repeat(20_000)}`,
+      `Key (${'('.repeat(20_000)}`,
+    ];
+    const start = performance.now();
+    for (const s of inputs) redact(s);
+    expect(performance.now() - start).toBeLessThan(1_000);
   });
 });
