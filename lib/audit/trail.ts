@@ -205,7 +205,7 @@ export class AuditTrail implements RepositoryAuditSink {
       throw ConfigError.option('audit', 'onOverflow', "'reject' or 'drop'", policy);
     this.#policy = policy;
     this.#maxBuffer = positiveInt('maxBuffer', o.maxBuffer, 10_000);
-    this.#batchSize = positiveInt('batchSize', o.batchSize, 200, 5000);
+    this.#batchSize = positiveInt('batchSize', o.batchSize, 500, 5000);
     this.#flushIntervalMs = positiveInt('flushIntervalMs', o.flushIntervalMs, 100, 60_000);
     this.#closeTimeoutMs = positiveInt('closeTimeoutMs', o.closeTimeoutMs, 5000, 600_000);
     const retry: unknown = o.retry ?? {};
@@ -631,7 +631,11 @@ export class AuditTrail implements RepositoryAuditSink {
     if (outcome === 'denied' && ctx !== undefined) this.#deniedContexts.add(ctx);
     const details: Record<string, unknown> = {};
     if (event.reason !== undefined) details.reason = short(event.reason, 64);
-    if (event.type === 'failure') details.status = 401;
+    if (event.type === 'failure') {
+      details.status = 401;
+      if (ctx?.method !== undefined) details.method = short(ctx.method, 16);
+      if (ctx?.route !== undefined) details.route = short(ctx.route, 256);
+    }
     const row = this.#row(
       ctx,
       action,

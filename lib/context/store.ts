@@ -31,6 +31,8 @@ export interface RequestContext {
   actorType?: 'user' | 'service' | undefined;
   /** The `User-Agent` header. */
   readonly userAgent?: string | undefined;
+  /** The request method. */
+  readonly method?: string | undefined;
   /** A request header's (first) value: for parts that record facts about the request (the audit trail). */
   header?(name: string): string | undefined;
   /** `traceparent` value to send on outgoing calls so the trace continues. */
@@ -194,6 +196,10 @@ export class Context extends RouteTracker implements RequestContext {
 
   get userAgent(): string | undefined {
     return this.#req?.headers['user-agent'];
+  }
+
+  get method(): string | undefined {
+    return this.#req?.method;
   }
 
   header(name: string): string | undefined {
