@@ -408,7 +408,13 @@ export class AuditTrail implements RepositoryAuditSink {
     const outcome: AuditOutcome = access.outcome === 'success' ? 'success' : 'error';
     const reason = access.outcome === 'not_found' ? { reason: 'not_found' } : undefined;
     if (access.action === 'search') {
-      const patients = [...new Set(access.patientIds.filter((p): p is string => p !== undefined))];
+      // Ids over 255 characters are cut like every id column: a value the column cannot hold would
+      // stop every later batch behind it.
+      const patients = [
+        ...new Set(
+          access.patientIds.filter((p): p is string => p !== undefined).map((p) => short(p, 255) ?? ''),
+        ),
+      ].filter((p) => p !== '');
       const details: Record<string, unknown> = { count: access.ids.length };
       if (access.filterFields !== undefined && access.filterFields.length > 0)
         details.filter_fields = access.filterFields;
