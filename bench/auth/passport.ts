@@ -1,7 +1,8 @@
 /**
  * Authentication hand-wired with passport + passport-jwt the way passport-jwt's README shows it
  * (bearer header, issuer, audience; plus the algorithm allow-list it documents), with a
- * hand-written role check, inside the same caduceus pipeline as the other variants.
+ * hand-written role check. `--suite auth` puts it inside the caduceus pipeline; `--suite full`
+ * into the stack assembled by hand.
  */
 import type { KeyObject } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
@@ -15,7 +16,8 @@ interface PayloadUser {
   roles?: unknown;
 }
 
-export function servePassportJwt(description: string, secretOrKey: string | KeyObject): void {
+/** `passport.authenticate('jwt', {session: false})` and a role check, for the patient route. */
+export function passportJwt(secretOrKey: string | KeyObject): [RequestHandler, RequestHandler] {
   passport.use(
     new JwtStrategy(
       {
@@ -41,5 +43,10 @@ export function servePassportJwt(description: string, secretOrKey: string | KeyO
     else res.status(403).json({ error: 'forbidden' });
   };
   const authenticate = passport.authenticate('jwt', { session: false }) as RequestHandler;
-  serveCaduceusApp(description, () => [authenticate, requireProvider]);
+  return [authenticate, requireProvider];
+}
+
+export function servePassportJwt(description: string, secretOrKey: string | KeyObject): void {
+  const guards = passportJwt(secretOrKey);
+  serveCaduceusApp(description, () => guards);
 }

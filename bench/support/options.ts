@@ -10,11 +10,16 @@ export interface BenchOptions {
   connections: number;
   pipelining: number;
   rounds: number;
-  /** Which set of variants: `core` (bench/apps/), `guards` (bench/guards/apps/: security() and rateLimit()) or `metrics` (bench/metrics/apps/: metrics() and express-prom-bundle). */
-  suite: 'core' | 'guards' | 'metrics' | 'audit';
+  /**
+   * Which set of variants (bench/support/suites.ts): `core` (bench/apps/), `guards` (security() and
+   * rateLimit()), `metrics` (metrics() and express-prom-bundle), `audit` (the audit trail), `auth`
+   * (authenticate() and passport-jwt) or `full` (the whole stack against node:http, Express and the
+   * same features assembled by hand).
+   */
+  suite: 'core' | 'guards' | 'metrics' | 'audit' | 'auth' | 'full';
   /** Variant names (files of the suite's apps folder without `.ts`); undefined = all. */
   variants: readonly string[] | undefined;
-  /** The variant the ratios are relative to. */
+  /** The variant the ratios are relative to (default: the suite's, bare-express or unauthenticated). */
   baseline: string;
   /** Which caduceus the apps load: a fresh build of lib/, the existing dist/, the TypeScript source, or a path to a CommonJS build. */
   caduceus: string;
@@ -52,10 +57,18 @@ const SPECS: readonly Spec[] = [
   {
     key: 'suite',
     flag: 'suite',
-    help: 'core | guards | metrics | audit: bench/apps/, security() and rateLimit() vs helmet + express-rate-limit by hand, metrics() vs express-prom-bundle, or a protected route with the audit trail on vs off (default core)',
+    help: 'core | guards | metrics | audit | auth | full: bench/apps/, security() and rateLimit() vs helmet + express-rate-limit by hand, metrics() vs express-prom-bundle, a protected route with the audit trail on vs off, authenticate() vs passport-jwt, or the whole stack vs node:http, Express and the same features by hand (default core)',
   },
-  { key: 'variants', flag: 'variants', help: 'comma-separated files of bench/apps/ to run (default all)' },
-  { key: 'baseline', flag: 'baseline', help: 'variant the ratios are relative to (default bare-express)' },
+  {
+    key: 'variants',
+    flag: 'variants',
+    help: "comma-separated files of the suite's apps folder to run (default all)",
+  },
+  {
+    key: 'baseline',
+    flag: 'baseline',
+    help: 'variant the ratios are relative to (default bare-express; unauthenticated in --suite auth)',
+  },
   {
     key: 'caduceus',
     flag: 'caduceus',
@@ -170,7 +183,7 @@ export function parseOptions(
     connections: num('connections', 32, true),
     pipelining: num('pipelining', 1, true),
     rounds: num('rounds', 5, true),
-    suite: oneOf('suite', read('suite') ?? 'core', ['core', 'guards', 'metrics', 'audit']),
+    suite: oneOf('suite', read('suite') ?? 'core', ['core', 'guards', 'metrics', 'audit', 'auth', 'full']),
     variants: list(read('variants')),
     baseline: read('baseline') ?? 'bare-express',
     caduceus: read('caduceus') ?? 'build',

@@ -26,6 +26,8 @@ export interface VariantSummary {
   pairedRatio: number;
   /** Server CPU time per request in the recorded window (user + system, all threads), microseconds; median over rounds. */
   serverCpuUsPerRequest: number;
+  /** Peak resident set size of the server process (`maxRssMb` of its STATS, else RSS at exit), MiB; median over rounds. */
+  rssMb: number;
   warnings: string[];
 }
 
@@ -57,6 +59,11 @@ function warningsOf(results: readonly RoundResult[], maxOthers: number): string[
   return warnings;
 }
 
+function rssOf(stats: Record<string, unknown>): number {
+  const peak = stats.maxRssMb ?? stats.rssMb;
+  return typeof peak === 'number' ? peak : Number.NaN;
+}
+
 export function summariseVariant(
   name: string,
   results: readonly RoundResult[],
@@ -79,6 +86,7 @@ export function summariseVariant(
     ratio: median(rps) / median(baseRps),
     pairedRatio: median(rps.map((v, i) => v / baseRps[i]!)),
     serverCpuUsPerRequest: median(cpuPerRequest),
+    rssMb: median(results.map((r) => rssOf(r.server))),
     warnings: warningsOf(results, maxOthers),
   };
 }
@@ -95,6 +103,7 @@ export function formatTable(summaries: readonly VariantSummary[], baseline: stri
     `× ${baseline}`,
     'paired ×',
     'CPU µs/req',
+    'RSS MiB',
   ];
   const rows = summaries.map((s) => [
     s.name,
@@ -105,9 +114,81 @@ export function formatTable(summaries: readonly VariantSummary[], baseline: stri
     s.ratio.toFixed(3),
     s.pairedRatio.toFixed(3),
     Number.isNaN(s.serverCpuUsPerRequest) ? '–' : s.serverCpuUsPerRequest.toFixed(1),
+    Number.isNaN(s.rssMb) ? '–' : s.rssMb.toFixed(0),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: readonly string[]): string =>
     cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [line(header), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+export interface Ratio {
+  of: string;
+  to: string;
+  /** Median req/s of `of` ÷ median req/s of `to`. */
+  ratio: number;
+  /** Median over rounds of the same-round ratio. */
+  pairedRatio: number;
+  /** Server CPU µs per request of `to` ÷ that of `of`: how many times cheaper `of` is per request. */
+  cpuRatio: number;
+  /** Server CPU µs per request of `of` minus that of `to`. */
+  cpuDelta: number;
+  target?: number | undefined;
+  /** `met` when median and paired ratios both reach the target, `borderline` when one does. */
+  verdict?: 'met' | 'borderline' | 'MISSED' | undefined;
+}
+
+/** The ratios a suite asks for (bench/support/suites.ts), from every round of both variants. */
+export function ratiosOf(
+  rounds: Readonly<Record<string, readonly RoundResult[]>>,
+  specs: readonly { of: string; to: string; target?: number }[],
+): Ratio[] {
+  const out: Ratio[] = [];
+  for (const { of, to, target } of specs) {
+    const a = rounds[of];
+    const b = rounds[to];
+    if (a === undefined || b === undefined || of === to) continue;
+    const s = summariseVariant(of, a, b);
+    const base = summariseVariant(to, b, b);
+    const verdict =
+      target === undefined
+        ? undefined
+        : Math.min(s.ratio, s.pairedRatio) >= target
+          ? 'met'
+          : Math.max(s.ratio, s.pairedRatio) >= target
+            ? 'borderline'
+            : 'MISSED';
+    out.push({
+      of,
+      to,
+      ratio: s.ratio,
+      pairedRatio: s.pairedRatio,
+      cpuRatio: base.serverCpuUsPerRequest / s.serverCpuUsPerRequest,
+      cpuDelta: s.serverCpuUsPerRequest - base.serverCpuUsPerRequest,
+      target,
+      verdict,
+    });
+  }
+  return out;
+}
+
+export function formatRatios(list: readonly Ratio[]): string {
+  const num = (n: number, digits: number, sign = false): string =>
+    Number.isNaN(n) ? '–' : `${sign && n >= 0 ? '+' : ''}${n.toFixed(digits)}`;
+  const header = ['ratio', 'req/s ×', 'paired ×', 'CPU ×', 'CPU µs/req Δ', ''];
+  const rows = list.map((r) => [
+    `${r.of} / ${r.to}`,
+    num(r.ratio, 3),
+    num(r.pairedRatio, 3),
+    num(r.cpuRatio, 3),
+    num(r.cpuDelta, 1, true),
+    r.target === undefined ? '' : `target ≥ ${r.target}: ${r.verdict ?? ''}`,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: readonly string[]): string =>
+    cells
+      .map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(header), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }

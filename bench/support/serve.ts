@@ -76,6 +76,8 @@ export function serve(handler: RequestListener, options: ServeOptions): void {
       cpuUserMs: cpu.user / 1000,
       cpuSystemMs: cpu.system / 1000,
       rssMb: memory.rss / 2 ** 20,
+      // Peak resident set over the process' life (ru_maxrss, KiB on Linux): what the server needed under load.
+      maxRssMb: process.resourceUsage().maxRSS / 2 ** 10,
     };
     process.stdout.write(`STATS ${JSON.stringify(report)}\n`, () => {
       process.exit(0);

@@ -1,0 +1,4 @@
+// The stack assembled by hand as the libraries' READMEs wire it (JWT secret a string), redis rate-limit store.
+import { serveByHand } from '../shared.js';
+
+serveByHand('redis', 'string');
