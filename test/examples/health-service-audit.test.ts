@@ -305,7 +305,8 @@ describe.each(EXPRESS)('examples/health-service audit trail on $name', ({ expres
       }
       expect(denied[4]?.outcomeDesc).toBe(`reason=forbidden; status=403; method=POST; route=${API}/patients`);
       expect(denied[1]?.outcomeDesc).toContain('reason=forbidden');
-      expect(denied[0]?.outcomeDesc).toContain('reason=unauthenticated');
+      // Refused by authenticate(): recorded from the Auth's event, with its precise reason.
+      expect(denied[0]?.outcomeDesc).toContain('reason=missing');
       // Nobody refused reached a record: no read, search or write of Dr. Lee's patient.
       expect(
         resourcesOf(await ctx.auditor(`patient=Patient/${LEES_PATIENT.id}&date=ge${ctx.since}`)),

@@ -145,13 +145,25 @@ describe('the packed tarball', () => {
     );
     for (const target of targets) expect(packed).toContain(target.slice(2));
     expect(
-      packed.filter((f) => !/^(dist\/|package\.json$|README\.md$|CHANGELOG\.md$|docs\/)/.test(f)),
+      packed.filter(
+        (f) => !/^(dist\/|migrations\/[^/]+\.cjs$|package\.json$|README\.md$|CHANGELOG\.md$|docs\/)/.test(f),
+      ),
     ).toEqual([]);
   });
 
   test('CommonJS: require("caduceus") loads dist/index.cjs and works', async () => {
     const { entry } = report(await nodeIn('cjs', 'index.js'));
     expect(entry).toBe(join(project('cjs'), installed('index.cjs')));
+  }, 30_000);
+
+  test('the shipped Knex migration loads from the installed package (as `knex migrate` loads it)', async () => {
+    const files = packed.filter((f) => f.startsWith('migrations/'));
+    expect(files).toEqual([expect.stringMatching(/^migrations\/\d{14}_caduceus_audit_events\.cjs$/)]);
+    const file = join(project('cjs'), 'node_modules', 'caduceus', files[0]!);
+    const script = `const m = require(${JSON.stringify(file)}); console.log(JSON.stringify({ up: typeof m.up, down: typeof m.down }));`;
+    const result = await run(process.execPath, ['-e', script], project('cjs'));
+    expect(result).toMatchObject({ code: 0 });
+    expect(JSON.parse(result.stdout.trim())).toEqual({ up: 'function', down: 'function' });
   }, 30_000);
 
   test('ESM: import from "caduceus" loads dist/index.mjs and works', async () => {
