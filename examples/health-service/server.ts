@@ -248,6 +248,9 @@ export function walkthrough(
     `  curl -i -X POST $API/auth/logout ${bearer('PATIENT_TOKEN')}   # 204`,
     `  curl -i $API/patients ${bearer('PATIENT_TOKEN')}   # 401 TOKEN_REVOKED`,
     '',
+    '  # what the service measured: every request above by route template and status (Prometheus scrapes this)',
+    `  curl -s ${url}/metrics | grep '^http_requests_total'`,
+    '',
     'Send -H "x-request-id: my-id-1" to see your id echoed and in every log line. Ctrl-C stops.',
     '',
   ].join('\n');
