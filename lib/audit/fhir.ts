@@ -42,15 +42,29 @@ const INTERACTION: Partial<Readonly<Record<AuditAction, string>>> = {
   update: 'update',
   delete: 'delete',
 };
-const PROFILE: Partial<Readonly<Record<AuditAction, string>>> = {
-  create: 'IHE.BasicAudit.PatientCreate',
-  read: 'IHE.BasicAudit.PatientRead',
-  search: 'IHE.BasicAudit.PatientQuery',
-  update: 'IHE.BasicAudit.PatientUpdate',
-  delete: 'IHE.BasicAudit.PatientDelete',
-  login: 'IHE.BasicAudit.Login',
-  logout: 'IHE.BasicAudit.Logout',
-};
+/**
+ * BALP profiles an event meets: the Patient* ones only with a patient entity; none for searches
+ * (BALP's Query profiles need `entity.query`, which would carry the filter values we never keep).
+ */
+function profileOf(event: AuditEvent): string | undefined {
+  const withPatient = event.patientId !== null || event.patientIds.length > 0;
+  switch (event.action) {
+    case 'create':
+      return withPatient ? 'IHE.BasicAudit.PatientCreate' : 'IHE.BasicAudit.Create';
+    case 'read':
+      return withPatient ? 'IHE.BasicAudit.PatientRead' : 'IHE.BasicAudit.Read';
+    case 'update':
+      return withPatient ? 'IHE.BasicAudit.PatientUpdate' : 'IHE.BasicAudit.Update';
+    case 'delete':
+      return withPatient ? 'IHE.BasicAudit.PatientDelete' : 'IHE.BasicAudit.Delete';
+    case 'login':
+      return 'IHE.BasicAudit.Login';
+    case 'logout':
+      return 'IHE.BasicAudit.Logout';
+    default:
+      return undefined;
+  }
+}
 /** FHIR outcome: 0 success, 4 minor failure (refused), 8 serious failure. */
 const OUTCOME_CODE = { success: '0', denied: '4', error: '8' } as const;
 
@@ -78,7 +92,7 @@ function subtypeOf(event: AuditEvent): Record<string, unknown>[] {
 
 /** An audit event as a FHIR R4 `AuditEvent` resource, shaped after IHE BALP. */
 export function toFhirAuditEvent(event: AuditEvent, source: string): Record<string, unknown> {
-  const profile = PROFILE[event.action];
+  const profile = profileOf(event);
   const agent: Record<string, unknown> = {
     type: {
       coding: [
@@ -237,9 +251,16 @@ function dateFilters(req: Request, query: AuditQuery): void {
 function searchQuery(req: Request): AuditQuery {
   const query: AuditQuery = {};
   const patient = one(req, 'patient');
-  if (patient !== undefined) query.patientId = patient.startsWith('Patient/') ? patient.slice(8) : patient;
+  if (patient !== undefined) {
+    const id = patient.startsWith('Patient/') ? patient.slice(8) : patient;
+    if (id === '' || id.length > 255) throw badQuery('patient', 'must be a patient id');
+    query.patientId = id;
+  }
   const agent = one(req, 'agent');
-  if (agent !== undefined) query.actorId = agent;
+  if (agent !== undefined) {
+    if (agent === '' || agent.length > 255) throw badQuery('agent', 'must be a user id');
+    query.actorId = agent;
+  }
   const action = one(req, 'action');
   if (action !== undefined) {
     if (!(AUDIT_ACTIONS as readonly string[]).includes(action))
@@ -253,7 +274,11 @@ function searchQuery(req: Request): AuditQuery {
     query.outcome = outcome as AuditQuery['outcome'];
   }
   const type = one(req, 'entity-type');
-  if (type !== undefined) query.resourceType = type;
+  if (type !== undefined) {
+    if (!/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/.test(type))
+      throw badQuery('entity-type', 'must be a resource type');
+    query.resourceType = type;
+  }
   const count = one(req, '_count');
   if (count !== undefined) {
     if (!/^[0-9]{1,4}$/.test(count) || Number(count) < 1 || Number(count) > 1000)

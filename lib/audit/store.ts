@@ -81,8 +81,24 @@ const sha256: (text: string) => string =
         (crypto as unknown as { hash(a: string, d: string, e: 'hex'): string }).hash('sha256', text, 'hex')
     : (text) => crypto.createHash('sha256').update(text).digest('hex');
 
-function hashOf(seq: number, row: StoredRow, prevHash: string): string {
-  return sha256(canonical(seq, row, prevHash));
+/** The chain's hash: SHA-256, or HMAC-SHA256 under a key kept outside the database (then nobody without it can forge a link). */
+export type ChainHash = (text: string) => string;
+
+export function chainHash(key: string | Buffer | undefined): ChainHash {
+  if (key === undefined) return sha256;
+  return (text) => crypto.createHmac('sha256', key).update(text).digest('hex');
+}
+
+/** An HMAC key option, checked: at least 32 bytes. */
+export function checkKey(factory: string, key: unknown): string | Buffer | undefined {
+  if (key === undefined) return undefined;
+  if ((typeof key !== 'string' && !Buffer.isBuffer(key)) || Buffer.byteLength(key) < 32)
+    throw new ConfigError(`${factory}: hmacKey must be a string or Buffer of at least 32 bytes`);
+  return key;
+}
+
+function hashOf(seq: number, row: StoredRow, prevHash: string, hash: ChainHash): string {
+  return hash(canonical(seq, row, prevHash));
 }
 
 /** The canonical text of a pending event: the same array `canonical()` builds from a stored row. */
@@ -184,7 +200,13 @@ async function createAuditSchema(knex: Knex, dialect: Database['dialect'], table
     // Two instances starting at once must not both create the table.
     if (dialect === 'postgres')
       await trx.raw('SELECT pg_advisory_xact_lock(hashtext(?))', [`caduceus.audit.${table}`]);
-    if (dialect === 'mysql') await trx.raw('SELECT GET_LOCK(?, 30)', [`caduceus.audit.${table}`]);
+    if (dialect === 'mysql') {
+      const [rows] = await trx.raw<[Record<string, unknown>[]]>('SELECT GET_LOCK(?, 30) AS got', [
+        `caduceus.audit.${table}`,
+      ]);
+      if (Number(rows?.[0]?.got) !== 1)
+        throw new Error(`audit: another instance is migrating ${table}; try again`);
+    }
     try {
       await createTables(trx, dialect, table, head);
     } finally {
@@ -214,17 +236,18 @@ async function createTables(
       t.string('outcome', 8).notNullable();
       t.string('actor_id', 255).index();
       t.string('actor_type', 16).notNullable();
-      t.text('actor_roles').notNullable();
+      // MySQL's TEXT holds 64 KB and MariaDB's JSON_TABLE cuts longer values silently: MEDIUMTEXT.
+      t.text('actor_roles', 'mediumtext').notNullable();
       t.string('resource_type', 64);
       t.string('resource_id', 255);
       t.string('patient_id', 255).index();
-      t.text('patient_ids');
+      t.text('patient_ids', 'mediumtext');
       t.string('request_id', 128);
       t.string('trace_id', 32);
       t.string('client_ip', 64);
       t.string('user_agent', 512);
       t.string('purpose_of_use', 32);
-      t.text('details');
+      t.text('details', 'mediumtext');
       t.string('prev_hash', 64).notNullable();
       t.string('hash', 64).notNullable();
     });
@@ -260,7 +283,7 @@ async function guard(trx: Knex.Transaction, dialect: Database['dialect'], table:
         [`${head}_no_truncate`, head, 'TRUNCATE', 'STATEMENT'],
       ] as const) {
         const found = await trx.raw<{ rows: unknown[] }>(
-          'SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname = ? AND c.oid = to_regclass(?)',
+          'SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname = ? AND c.oid = to_regclass(quote_ident(?))',
           [name, target],
         );
         if (found.rows.length === 0) {
@@ -270,6 +293,23 @@ async function guard(trx: Knex.Transaction, dialect: Database['dialect'], table:
             `${table}_append_only`,
           ]);
         }
+      }
+      // The head only moves forward: emptying the table and resetting the head is refused.
+      await trx.raw(
+        `CREATE OR REPLACE FUNCTION ??() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.seq < OLD.seq THEN RAISE EXCEPTION '${message}' USING ERRCODE = 'insufficient_privilege'; END IF; RETURN NEW; END $$`,
+        [`${head}_forward_only`],
+      );
+      {
+        const found = await trx.raw<{ rows: unknown[] }>(
+          'SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname = ? AND c.oid = to_regclass(quote_ident(?))',
+          [`${head}_no_rewind`, head],
+        );
+        if (found.rows.length === 0)
+          await trx.raw('CREATE TRIGGER ?? BEFORE UPDATE ON ?? FOR EACH ROW EXECUTE FUNCTION ??()', [
+            `${head}_no_rewind`,
+            head,
+            `${head}_forward_only`,
+          ]);
       }
       return;
     case 'sqlite':
@@ -283,6 +323,10 @@ async function guard(trx: Knex.Transaction, dialect: Database['dialect'], table:
           [name, target],
         );
       }
+      await trx.raw(
+        `CREATE TRIGGER IF NOT EXISTS ?? BEFORE UPDATE ON ?? WHEN NEW.seq < OLD.seq BEGIN SELECT RAISE(ABORT, '${message}'); END`,
+        [`${head}_no_rewind`, head],
+      );
       return;
     case 'mysql':
       for (const [name, target, event] of [
@@ -295,6 +339,11 @@ async function guard(trx: Knex.Transaction, dialect: Database['dialect'], table:
           [name, target],
         );
       }
+      // MySQL fires no trigger on TRUNCATE; the head only moving forward makes an emptied table show.
+      await trx.raw(
+        `CREATE TRIGGER IF NOT EXISTS ?? BEFORE UPDATE ON ?? FOR EACH ROW IF NEW.seq < OLD.seq THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '${message}'; END IF`,
+        [`${head}_no_rewind`, head],
+      );
       return;
   }
 }
@@ -337,11 +386,27 @@ export interface Appended {
 export async function appendBatch(
   db: Database,
   table: string,
-  batch: readonly PendingRow[],
+  input: readonly PendingRow[],
   wantRows: boolean,
+  hash: ChainHash,
+  /** After a failed attempt: skip events already in the table (a lost commit, then another writer's batch). */
+  retrying: boolean,
 ): Promise<Appended> {
   const sql = insertSql(db.dialect);
   return db.knex.transaction(async (trx) => {
+    let batch = input;
+    if (retrying) {
+      const found = await trx(table)
+        .whereIn(
+          'event_id',
+          input.map((e) => e.event_id),
+        )
+        .pluck<string[]>('event_id');
+      if (found.length > 0) {
+        const done = new Set(found);
+        batch = input.filter((e) => !done.has(e.event_id));
+      }
+    }
     const q = trx(`${table}_head`).where('id', 1);
     if (db.dialect !== 'sqlite') q.forUpdate();
     const head = await q.first<{ seq: number | string; hash: string; event_id: string | null } | undefined>(
@@ -361,12 +426,13 @@ export async function appendBatch(
     for (let i = start; i < batch.length; i++) {
       seq++;
       const text = pendingCanonical(seq, batch[i] as PendingRow, prev);
-      const hash = sha256(text);
-      parts.push(`${text.slice(0, -1)},"${hash}"]`);
-      prev = hash;
+      const digest = hash(text);
+      parts.push(`${text.slice(0, -1)},"${digest}"]`);
+      prev = digest;
     }
     const last = batch[batch.length - 1];
-    if (parts.length === 0 || last === undefined) return { count: 0, rows: wantRows ? [] : undefined };
+    if (parts.length === 0 || last === undefined)
+      return { count: input.length, rows: wantRows ? [] : undefined };
     const json = `[${parts.join(',')}]`;
     await trx.raw(sql, [table, json]);
     await trx(`${table}_head`).where('id', 1).update({ seq, hash: prev, event_id: last.event_id });
@@ -376,7 +442,7 @@ export async function appendBatch(
         (values) => Object.fromEntries(COLUMNS.map((c, i) => [c, values[i] ?? null])) as unknown as StoredRow,
       );
     }
-    return { count: parts.length, rows };
+    return { count: input.length, rows };
   });
 }
 
@@ -527,6 +593,8 @@ export interface VerifyOptions {
   table?: string;
   /** Rows read per query. Default 1000. */
   batchSize?: number;
+  /** The trail's `hmacKey`, when it has one. */
+  hmacKey?: string | Buffer;
 }
 
 /**
@@ -543,10 +611,13 @@ export async function verifyAuditChain(db: Database, options: VerifyOptions = {}
   const batchSize = options.batchSize ?? 1000;
   if (!Number.isInteger(batchSize) || batchSize < 1)
     throw ConfigError.option('verifyAuditChain', 'batchSize', 'a positive integer', batchSize);
+  const hash = chainHash(checkKey('verifyAuditChain', options.hmacKey));
   const knex = db.knex;
+  // The head first, then the rows up to it: rows appended meanwhile are the next check's.
   const head = await knex(`${table}_head`)
     .where('id', 1)
     .first<{ seq: number | string; hash: string } | undefined>('seq', 'hash');
+  const last = head === undefined ? Number.MAX_SAFE_INTEGER : Number(head.seq);
   let prevHash = GENESIS;
   let prevSeq = 0;
   let checked = 0;
@@ -554,13 +625,14 @@ export async function verifyAuditChain(db: Database, options: VerifyOptions = {}
     const rows = (await knex(table)
       .select(COLUMNS as string[])
       .where('seq', '>', prevSeq)
+      .andWhere('seq', '<=', last)
       .orderBy('seq', 'asc')
       .limit(batchSize)) as StoredRow[];
     for (const row of rows) {
       const seq = Number(row.seq);
       if (row.prev_hash !== prevHash || seq !== prevSeq + 1)
         return { ok: false, checked, brokenAt: seq, reason: 'link' };
-      if (hashOf(seq, row, row.prev_hash) !== row.hash)
+      if (hashOf(seq, row, row.prev_hash, hash) !== row.hash)
         return { ok: false, checked, brokenAt: seq, reason: 'hash' };
       prevHash = row.hash;
       prevSeq = seq;

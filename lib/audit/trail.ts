@@ -12,7 +12,17 @@ import type { Counter } from 'prom-client';
 import { metricsFor } from '../metrics/index.js';
 import type { RepositoryAccess, RepositoryAuditSink } from '../repository/index.js';
 import type { PendingRow } from './store.js';
-import { appendBatch, checkTable, findEvent, migrateAudit, queryEvents, verifyAuditChain } from './store.js';
+import type { ChainHash } from './store.js';
+import {
+  appendBatch,
+  chainHash,
+  checkKey,
+  checkTable,
+  findEvent,
+  migrateAudit,
+  queryEvents,
+  verifyAuditChain,
+} from './store.js';
 import type {
   AuditAction,
   AuditEvent,
@@ -51,6 +61,7 @@ const KNOWN = [
   'auditLog',
   'source',
   'closeTimeoutMs',
+  'hmacKey',
   'logger',
   'metrics',
   'settings',
@@ -130,10 +141,24 @@ function detailsText(details: unknown, extra: Record<string, unknown> | undefine
   return text;
 }
 
+/** Cut, then clean: cutting after cleaning could leave half of a surrogate pair behind. */
 function short(text: string | undefined, max: number): string | null {
   if (text === undefined || text === '') return null;
-  const c = clean(text);
-  return c.length > max ? c.slice(0, max) : c;
+  return clean(text.length > max ? text.slice(0, max) : text);
+}
+
+const TRACE_ID = /^[0-9a-f]{32}$/;
+
+/**
+ * A write error the data caused (a value a column cannot hold): retrying cannot help, the event
+ * must be set apart. PostgreSQL SQLSTATE class 22; MySQL/MariaDB data errors; SQLite too big or
+ * mismatched. Constraint violations are not in this list: ours can only come from a damaged head.
+ */
+function isDataError(err: unknown): boolean {
+  const e = err as { code?: unknown; errno?: unknown } | null;
+  if (typeof e?.code === 'string' && /^22[0-9A-Z]{3}$/.test(e.code)) return true;
+  if (typeof e?.errno === 'number' && [1264, 1292, 1366, 1406, 3140].includes(e.errno)) return true;
+  return e?.code === 'SQLITE_TOOBIG' || e?.code === 'SQLITE_MISMATCH';
 }
 
 /** `Error` → a short, safe description for the operational log (driver messages can echo values). */
@@ -164,6 +189,8 @@ export class AuditTrail implements RepositoryAuditSink {
   readonly #retryInitial: number;
   readonly #retryMax: number;
   readonly #closeTimeoutMs: number;
+  readonly #hash: ChainHash;
+  readonly #hmacKey: string | Buffer | undefined;
   readonly #purposeHeader: string | undefined;
   readonly #recordDenials: boolean;
   readonly #auditLog: Logger | undefined;
@@ -179,6 +206,8 @@ export class AuditTrail implements RepositoryAuditSink {
   /** Events ever queued / written (FIFO: `flush()` waits for written to reach queued). */
   #queued = 0;
   #written = 0;
+  /** Events that left the buffer: written, or set apart as unstorable. `flush()` waits on this. */
+  #settled = 0;
   #batches = 0;
   #dropped = 0;
   #droppedUnlogged = 0;
@@ -208,6 +237,8 @@ export class AuditTrail implements RepositoryAuditSink {
     this.#batchSize = positiveInt('batchSize', o.batchSize, 500, 5000);
     this.#flushIntervalMs = positiveInt('flushIntervalMs', o.flushIntervalMs, 100, 60_000);
     this.#closeTimeoutMs = positiveInt('closeTimeoutMs', o.closeTimeoutMs, 5000, 600_000);
+    this.#hmacKey = checkKey('audit', o.hmacKey);
+    this.#hash = chainHash(this.#hmacKey);
     const retry: unknown = o.retry ?? {};
     if (typeof retry !== 'object' || retry === null)
       throw ConfigError.option('audit', 'retry', '{ initialMs, maxMs }', retry);
@@ -287,7 +318,7 @@ export class AuditTrail implements RepositoryAuditSink {
           metrics.pull(
             {
               name: 'audit_events_dropped_total',
-              help: "Audit events lost to a full buffer (onOverflow: 'drop').",
+              help: 'Audit events lost: a full buffer, a closed trail, or a value the store cannot hold (each also logged).',
               type: 'counter',
               labelNames: [],
             },
@@ -396,7 +427,8 @@ export class AuditTrail implements RepositoryAuditSink {
 
   /** @internal For repositories: throws 503 when there is no room (policy `reject`). */
   admit(): void {
-    if (this.#buffer.length < this.#maxBuffer || this.#policy === 'drop') return;
+    if (this.#policy === 'drop') return;
+    if (this.#buffer.length < this.#maxBuffer && !this.#closed) return;
     this.#rejected++;
     throw this.#unavailable();
   }
@@ -457,7 +489,7 @@ export class AuditTrail implements RepositoryAuditSink {
   flush(options: { timeoutMs?: number } = {}): Promise<void> {
     const timeoutMs = positiveInt('flush timeoutMs', options.timeoutMs, 10_000, 600_000);
     const target = this.#queued;
-    if (this.#written >= target) return Promise.resolve();
+    if (this.#settled >= target) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = {
         target,
@@ -467,7 +499,7 @@ export class AuditTrail implements RepositoryAuditSink {
           this.#waiters = this.#waiters.filter((w) => w !== waiter);
           reject(
             new ServiceUnavailableError(
-              `The audit trail could not write ${target - this.#written} event(s) within ${timeoutMs} ms`,
+              `The audit trail could not write ${target - this.#settled} event(s) within ${timeoutMs} ms`,
             ),
           );
         }, timeoutMs),
@@ -489,7 +521,10 @@ export class AuditTrail implements RepositoryAuditSink {
 
   /** `verifyAuditChain()` on this trail's table. */
   verify(): Promise<VerifyResult> {
-    return verifyAuditChain(this.db, { table: this.table });
+    return verifyAuditChain(this.db, {
+      table: this.table,
+      ...(this.#hmacKey === undefined ? {} : { hmacKey: this.#hmacKey }),
+    });
   }
 
   stats(): AuditStats {
@@ -510,8 +545,12 @@ export class AuditTrail implements RepositoryAuditSink {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#unsubscribe?.();
+      const deadline = Date.now() + this.#closeTimeoutMs;
       try {
-        await this.flush({ timeoutMs: this.#closeTimeoutMs });
+        // Requests still in flight may record while the last batches are written: until none is left.
+        while (this.#settled < this.#queued) {
+          await this.flush({ timeoutMs: Math.max(1, Math.ceil(deadline - Date.now())) });
+        }
       } catch (err) {
         const lost = this.#buffer.length;
         this.#logger.error('audit trail closed with events it could not write', {
@@ -567,7 +606,7 @@ export class AuditTrail implements RepositoryAuditSink {
       patient_id: patientId,
       patient_ids: patientIds,
       request_id: short(ctx?.requestId, 128),
-      trace_id: ctx?.traceId ?? null,
+      trace_id: ctx === undefined ? null : TRACE_ID.test(ctx.traceId) ? ctx.traceId : short(ctx.traceId, 32),
       client_ip: short(ctx?.ip, 64),
       user_agent: short(ctx?.userAgent, 512),
       purpose_of_use: declared !== undefined && PURPOSE.test(declared) ? declared : null,
@@ -653,10 +692,17 @@ export class AuditTrail implements RepositoryAuditSink {
       Object.keys(details).length === 0 ? null : JSON.stringify(details),
       undefined,
     );
-    // The event names its user (a login happens before the request context knows who it is).
+    // A login happens before the request context knows who it is: the event names the user. For
+    // anything else a known caller stays the actor (an admin revoking someone's token), and the
+    // user the event is about goes into the details.
     if (event.userId !== undefined) {
-      row.actor_id = short(event.userId, 255);
-      row.actor_type = ctx?.actorType ?? 'user';
+      if (event.type === 'issued' || ctx?.userId === undefined) {
+        row.actor_id = short(event.userId, 255);
+        row.actor_type = ctx?.actorType ?? 'user';
+      } else if (ctx.userId !== event.userId) {
+        details.target_user = short(event.userId, 255);
+        row.details = JSON.stringify(details);
+      }
     }
     this.#push(row, false);
   }
@@ -728,9 +774,24 @@ export class AuditTrail implements RepositoryAuditSink {
     while (this.#buffer.length > 0 && !this.#abandon) {
       const batch = this.#buffer.slice(0, this.#batchSize);
       try {
-        const written = await appendBatch(this.db, this.table, batch, this.#auditLog !== undefined);
+        let written;
+        try {
+          written = await appendBatch(
+            this.db,
+            this.table,
+            batch,
+            this.#auditLog !== undefined,
+            this.#hash,
+            this.#failing,
+          );
+        } catch (err) {
+          if (!isDataError(err)) throw err;
+          await this.#setApart(batch);
+          continue;
+        }
         this.#buffer.splice(0, batch.length);
         this.#written += batch.length;
+        this.#settled += batch.length;
         this.#batches++;
         backoff = this.#retryInitial;
         if (this.#failing) {
@@ -763,11 +824,32 @@ export class AuditTrail implements RepositoryAuditSink {
     }
   }
 
+  /**
+   * A batch the database refused for its data: written one event at a time, so only the events it
+   * cannot hold are dropped (counted and logged) and the trail keeps going. An outage meanwhile
+   * rethrows, and the retry starts again from the first event not yet written.
+   */
+  async #setApart(batch: readonly PendingRow[]): Promise<void> {
+    for (const event of batch) {
+      try {
+        await appendBatch(this.db, this.table, [event], false, this.#hash, true);
+        this.#written++;
+      } catch (err) {
+        if (!isDataError(err)) throw err;
+        this.#drop(event, 'unstorable');
+      }
+      this.#buffer.shift();
+      this.#settled++;
+      this.#batches++;
+    }
+    this.#settle();
+  }
+
   #settle(): void {
     if (this.#waiters.length === 0) return;
     const keep: Waiter[] = [];
     for (const w of this.#waiters) {
-      if (this.#written >= w.target) {
+      if (this.#settled >= w.target) {
         clearTimeout(w.timer);
         w.resolve();
       } else keep.push(w);

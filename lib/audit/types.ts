@@ -117,6 +117,12 @@ export interface AuditOptions {
   source?: string;
   /** `close()` waits this long for buffered events. Default 5000 ms. */
   closeTimeoutMs?: number;
+  /**
+   * Chain the rows with HMAC-SHA256 under this key (at least 32 bytes) instead of SHA-256: someone
+   * who can write the table but does not hold the key cannot forge a row or rewrite the chain.
+   * Keep it outside the database; pass it to `verifyAuditChain()` too.
+   */
+  hmacKey?: string | Buffer;
   logger?: Logger;
   metrics?: Metrics | false;
   settings?: Settings;
