@@ -209,7 +209,10 @@ function period(text: string): [Date, Date] {
     const [hh = 0, mm = 0, ss = 0] = timePart.slice(0, 8).split(':').map(Number);
     if (hh > 23 || mm > 59 || ss > 59) throw badQuery('date', 'is not a date');
     const at = new Date(/Z|[+-]\d{2}:\d{2}$/.test(timePart) ? text : `${text}Z`);
-    return [at, new Date(at.getTime() + 1)];
+    // The window is the precision given: a minute, a second, or a millisecond.
+    const clock = timePart.replace(/(Z|[+-]\d{2}:\d{2})$/, '');
+    const width = clock.includes('.') ? 1 : clock.split(':').length === 3 ? 1000 : 60_000;
+    return [at, new Date(at.getTime() + width)];
   }
   if (m === undefined) return [new Date(Date.UTC(y, 0, 1)), new Date(Date.UTC(y + 1, 0, 1))];
   if (d === undefined) return [new Date(Date.UTC(y, m - 1, 1)), new Date(Date.UTC(y, m, 1))];
