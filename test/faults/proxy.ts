@@ -1,6 +1,6 @@
 /**
- * A TCP proxy to put between a pool and its database, so a test can cut the line, partition it or
- * restore it on the same port.
+ * A TCP proxy to put between a pool and its database, so a test can cut the line, partition it,
+ * slow it down or restore it on the same port.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
@@ -15,6 +15,7 @@ export class TcpProxy {
   readonly #sockets = new Set<Socket>();
   #port = 0;
   #connections = 0;
+  #latencyMs = 0;
 
   constructor(
     private readonly targetPort: number,
@@ -23,6 +24,19 @@ export class TcpProxy {
 
   get port(): number {
     return this.#port;
+  }
+
+  /**
+   * Delay every chunk by this many milliseconds in each direction, on open connections too (a
+   * round trip costs twice it). Order is kept. 0 (the default) forwards at once.
+   */
+  set latencyMs(ms: number) {
+    if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`latencyMs must be >= 0, got ${ms}`);
+    this.#latencyMs = ms;
+  }
+
+  get latencyMs(): number {
+    return this.#latencyMs;
   }
 
   /** Connections accepted since the proxy was created. */
@@ -43,7 +57,8 @@ export class TcpProxy {
       client.on('error', () => upstream.destroy());
       upstream.on('close', () => client.destroy());
       client.on('close', () => upstream.destroy());
-      client.pipe(upstream).pipe(client);
+      this.#relay(client, upstream);
+      this.#relay(upstream, client);
     });
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
@@ -106,6 +121,43 @@ export class TcpProxy {
 
   async close(): Promise<void> {
     await this.cut();
+  }
+
+  /**
+   * `from` → `to`, each chunk held `latencyMs` (read when it arrives) in a queue drained in order by
+   * one timer; with no latency and nothing queued, written at once as a pipe would.
+   */
+  #relay(from: Socket, to: Socket): void {
+    const queue: { at: number; chunk: Buffer }[] = [];
+    let timer: NodeJS.Timeout | undefined;
+    let ended = false;
+    const drain = (): void => {
+      timer = undefined;
+      const now = Date.now();
+      while (queue.length > 0 && queue[0]!.at <= now) {
+        const { chunk } = queue.shift()!;
+        if (!to.destroyed) to.write(chunk);
+      }
+      if (queue.length > 0) timer = setTimeout(drain, queue[0]!.at - now);
+      else if (ended && !to.destroyed) to.end();
+    };
+    from.on('data', (chunk: Buffer) => {
+      const ms = this.#latencyMs;
+      if (ms === 0 && queue.length === 0) {
+        to.write(chunk);
+        return;
+      }
+      queue.push({ at: Date.now() + ms, chunk });
+      timer ??= setTimeout(drain, Math.max(0, queue[0]!.at - Date.now()));
+    });
+    from.on('end', () => {
+      ended = true;
+      if (queue.length === 0 && !to.destroyed) to.end();
+    });
+    from.on('close', () => {
+      clearTimeout(timer);
+      queue.length = 0;
+    });
   }
 
   #track(socket: Socket): void {
