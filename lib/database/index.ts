@@ -425,6 +425,7 @@ function requestTransaction(db: Database, txStore: AsyncLocalStorage<Knex.Transa
     const originalEnd = res.end.bind(res) as (...args: unknown[]) => Response;
     let finish: ((commit: boolean) => void) | undefined;
     let endArgs: unknown[] | undefined;
+    let rollingBack = false;
     // Listen before a connection is even acquired: a client gone while waiting must not be committed.
     let gone = false;
     res.once('close', () => {
@@ -438,7 +439,10 @@ function requestTransaction(db: Database, txStore: AsyncLocalStorage<Knex.Transa
             finish = (commit) => {
               finish = undefined;
               if (commit) resolve();
-              else reject(ROLLBACK);
+              else {
+                rollingBack = true;
+                reject(ROLLBACK);
+              }
             };
             if (gone || res.destroyed) {
               finish(false);
@@ -459,8 +463,10 @@ function requestTransaction(db: Database, txStore: AsyncLocalStorage<Knex.Transa
         },
         (err: unknown) => {
           res.end = originalEnd as Response['end'];
-          if (err === ROLLBACK) {
-            if (endArgs !== undefined) originalEnd(...endArgs);
+          // A rollback asked for — even one whose ROLLBACK failed because the connection died, which
+          // discards the transaction all the same — sends the response the handler already made.
+          if (err === ROLLBACK || rollingBack) {
+            if (endArgs !== undefined && !res.destroyed) originalEnd(...endArgs);
             return;
           }
           // The commit (or BEGIN) failed: nothing was sent yet, so report it properly. Only the

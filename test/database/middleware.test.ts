@@ -88,6 +88,17 @@ describe.each(eachExpress)('core.database(db) and withRequestTransaction() on %s
       }),
     );
     app.post(
+      '/items/:id/connection-lost',
+      tx,
+      core.asyncHandler(async (req) => {
+        await insert(req, Number(req.params.id));
+        // The transaction's connection dies (a database restart, a cut network): its ROLLBACK will fail.
+        const r = await req.db!.current().raw<{ rows: { pid: number }[] }>('SELECT pg_backend_pid() AS pid');
+        await pg.pool.query('SELECT pg_terminate_backend($1)', [r.rows[0]!.pid]);
+        throw new core.ValidationError('bad input', { name: 'is required' });
+      }),
+    );
+    app.post(
       '/items/:id/respond-400',
       tx,
       core.asyncHandler(async (req, res) => {
@@ -165,6 +176,15 @@ describe.each(eachExpress)('core.database(db) and withRequestTransaction() on %s
     expect(res.status).toBeGreaterThanOrEqual(400);
     expect(res.status).toBeLessThan(500);
     expect(res.body).toMatchObject({ success: false, error_code: 'VALIDATION_ERROR' });
+    expect(await ids()).toEqual([]);
+  });
+
+  it('an error response whose ROLLBACK fails (connection gone) is still the one response sent, in the envelope', async () => {
+    const res = await request(app).post('/items/5/connection-lost');
+    expect(res.status).toBe(422);
+    expect(res.type).toBe('application/json');
+    expect(res.body).toMatchObject({ success: false, error_code: 'VALIDATION_ERROR' });
+    expect(JSON.stringify(res.body)).not.toMatch(/node_modules|at .*\.js/);
     expect(await ids()).toEqual([]);
   });
 
