@@ -255,3 +255,7 @@ export {
   AUDIT_ACTIONS,
   AUDIT_OUTCOMES,
 } from './audit/index.js';
+
+// defaults: the recommended front of the pipeline in one call
+export type { DefaultsOptions, DefaultsChain } from './defaults/index.js';
+export { defaults } from './defaults/index.js';
