@@ -66,6 +66,9 @@ export {
   SIZE_BUCKETS,
   startTracing,
 } from './metrics/index.js';
+// statusPage: the registry as a page for people (RED per route, errors, pools, breakers, limits, flags)
+export type { StatusPageOptions } from './status/index.js';
+export { statusPage } from './status/index.js';
 export type { ErrorsOptions } from './error-handler/index.js';
 export { errors, notFound, asyncHandler } from './error-handler/index.js';
 export type { Database, DatabaseOptions, PoolStats, HealthStatus, Dialect } from './database/index.js';
