@@ -162,9 +162,9 @@ export function serveByHand(store: Store, secret: 'string' | 'keyobject'): void 
 }
 
 /**
- * caduceus with the same features: requestContext(), metrics() (+ metricsEndpoint() at /metrics),
- * logging() to a file, security(), rateLimit() (memory or Redis), createAuth().authenticate() and
- * requireRoles(), notFound(), errors().
+ * caduceus with the same features: `defaults()` — requestContext(), metrics() (+ metricsEndpoint()
+ * at /metrics), logging() to a file, security(), rateLimit() (memory or Redis) — then
+ * createAuth().authenticate() and requireRoles(), notFound(), errors().
  */
 export function serveCaduceus(store: Store): void {
   const core = loadCaduceus();
@@ -174,13 +174,19 @@ export function serveCaduceus(store: Store): void {
   const accessLog = core.createLogger('access', { console: false, file: log.file, settings });
   const logger = core.createLogger('app', { console: false, settings });
   const metrics = core.createMetrics({ app: 'bench', settings });
-  const security = core.security({ settings, logger, threats: { redis: false } });
-  const limiter = core.rateLimit({
+  // The recommended front of the pipeline in one app.use: requestContext, metrics, logging,
+  // security, rateLimit — one router layer for the five.
+  const chain = core.defaults({
     settings,
-    logger,
-    redis: store === 'redis' ? REDIS_URL : false,
-    limit: LIMIT,
-    name: `bench-full-${String(process.pid)}`,
+    registry: metrics,
+    logging: { logger: accessLog },
+    security: { logger, threats: { redis: false } },
+    rateLimit: {
+      logger,
+      redis: store === 'redis' ? REDIS_URL : false,
+      limit: LIMIT,
+      name: `bench-full-${String(process.pid)}`,
+    },
   });
   const auth = core.createAuth({
     settings,
@@ -195,23 +201,19 @@ export function serveCaduceus(store: Store): void {
   });
 
   const app = express();
-  app.use(core.requestContext());
-  app.use(core.metrics({ metrics, settings }));
-  app.use(core.logging({ logger: accessLog }));
-  app.use(security);
-  app.use(limiter);
+  app.use(chain);
   app.get('/metrics', core.metricsEndpoint({ metrics, settings }));
   app.get(PATIENT_PATH, auth.authenticate(), core.requireRoles(ROLE), getPatient);
   app.use(core.notFound());
   app.use(core.errors({ logger }));
 
   serve(app, {
-    description: `Express 5 + caduceus requestContext, metrics, logging (file), security, rateLimit (${store}), authenticate, requireRoles, notFound, errors`,
+    description: `Express 5 + caduceus defaults() (requestContext, metrics, logging to a file, security, rateLimit ${store}), authenticate, requireRoles, notFound, errors`,
     async shutdown() {
       await core.flushLogger(accessLog);
       const accessLogLines = countLines(log.file);
       accessLog.close();
-      await Promise.all([security.close(), limiter.close(), auth.close()]);
+      await Promise.all([chain.close(), auth.close()]);
       rmSync(log.dir, { recursive: true, force: true });
       return { accessLogLines };
     },

@@ -41,10 +41,12 @@ export interface DefaultsOptions {
 }
 
 /**
- * What `defaults()` returns: the handlers in pipeline order, an array `app.use()` takes as it is,
- * with the stateful parts and one `close()` for graceful shutdown.
+ * What `defaults()` returns: one middleware that runs the parts in pipeline order, with the parts
+ * (`handlers`), the stateful ones and one `close()` for graceful shutdown.
  */
-export interface DefaultsChain extends Array<RequestHandler> {
+export interface DefaultsChain extends RequestHandler {
+  /** The parts, in the order they run. */
+  readonly handlers: readonly RequestHandler[];
   /** The `security()` middleware (`stats()`, `unban()`), or `undefined` when switched off. */
   readonly security: SecurityMiddleware | undefined;
   /** The `rateLimit()` middleware (`stats()`, `resetKey()`), or `undefined` when switched off. */
@@ -80,6 +82,43 @@ function withShared<T extends object>(part: Partial<T>, shared: Partial<T>): T {
   const out: Record<string, unknown> = { ...shared };
   for (const [key, value] of Object.entries(part)) if (value !== undefined) out[key] = value;
   return out as T;
+}
+
+/**
+ * The parts as one middleware: Express then runs one layer instead of five (each layer costs a
+ * few microseconds of router work per request). Errors — passed on, thrown, or a rejected
+ * promise, as Express 5 handles them — leave the chain for the application's error handlers.
+ */
+function compose(handlers: readonly RequestHandler[]): RequestHandler {
+  // A function of its own (never a shared one): the chain's properties are defined on it.
+  if (handlers.length === 0)
+    return function defaultsMiddleware(req: Request, res: Response, next: NextFunction): void {
+      passThrough(req, res, next);
+    };
+  return function defaultsMiddleware(req: Request, res: Response, next: NextFunction): void {
+    let i = 0;
+    const step = (err?: unknown): void => {
+      if (err !== undefined && err !== null && err !== false) {
+        next(err);
+        return;
+      }
+      const handler = handlers[i++];
+      if (handler === undefined) {
+        next();
+        return;
+      }
+      try {
+        const result: unknown = handler(req, res, step);
+        if (result instanceof Promise)
+          result.catch((e: unknown) => {
+            step(e ?? new Error('Rejected promise'));
+          });
+      } catch (e) {
+        step(e);
+      }
+    };
+    step();
+  };
 }
 
 function passThrough(_req: Request, _res: Response, next: NextFunction): void {
@@ -148,11 +187,9 @@ export function defaults(input: Readonly<DefaultsOptions> = {}): DefaultsChain {
     for (const close of closers) void close().catch(() => undefined);
     throw err;
   }
-  // Express refuses an empty array in app.use(); with every part off the chain passes requests on.
-  if (handlers.length === 0) handlers.push(passThrough);
-
-  const chain = handlers as DefaultsChain;
+  const chain = compose(handlers) as DefaultsChain;
   Object.defineProperties(chain, {
+    handlers: { value: Object.freeze([...handlers]), enumerable: false },
     security: { value: securityPart, enumerable: false },
     rateLimit: { value: limiter, enumerable: false },
     close: {

@@ -63,6 +63,18 @@ export function headersMiddleware(
   if (permissionsPolicy !== false && /[\r\n]/.test(permissionsPolicy))
     throw ConfigError.option('security', 'permissionsPolicy', 'a header value', permissionsPolicy);
   if (base === undefined && cacheControl === false && permissionsPolicy === false) return undefined;
+  const fixed = base === undefined || dynamicCsp(overrides) ? undefined : headersOf(base);
+  if (fixed !== undefined) {
+    // helmet's answer does not depend on the request: computed once, replayed per request.
+    const { set, removed } = fixed;
+    return function securityHeaders(_req, res, next) {
+      if (cacheControl !== false) res.setHeader('Cache-Control', cacheControl);
+      if (permissionsPolicy !== false) res.setHeader('Permissions-Policy', permissionsPolicy);
+      for (let i = 0; i < set.length; i += 2) res.setHeader(set[i] as string, set[i + 1] as string);
+      for (const name of removed) res.removeHeader(name);
+      next();
+    };
+  }
   return function securityHeaders(req, res, next) {
     // Set before the route runs, so a route that wants caching can still say so.
     if (cacheControl !== false) res.setHeader('Cache-Control', cacheControl);
@@ -70,6 +82,44 @@ export function headersMiddleware(
     if (base === undefined) next();
     else base(req, res, next);
   };
+}
+
+/** Whether a CSP directive is a function (a per-request nonce): then helmet must run per request. */
+function dynamicCsp(overrides: Readonly<HelmetOptions> | false): boolean {
+  const csp =
+    overrides === false
+      ? undefined
+      : (overrides as { contentSecurityPolicy?: unknown }).contentSecurityPolicy;
+  if (typeof csp !== 'object' || csp === null) return false;
+  const directives = (csp as { directives?: Record<string, unknown> }).directives ?? {};
+  return Object.values(directives).some(
+    (v) => typeof v === 'function' || (Array.isArray(v) && v.some((x) => typeof x === 'function')),
+  );
+}
+
+/**
+ * The headers helmet sets and removes, found by running it once against a recording response;
+ * undefined when it did not finish synchronously (then it runs per request as before).
+ */
+function headersOf(base: Middleware): { set: string[]; removed: string[] } | undefined {
+  const set: string[] = [];
+  const removed: string[] = [];
+  const res = {
+    setHeader(name: string, value: unknown) {
+      set.push(name, String(value));
+      return res;
+    },
+    removeHeader(name: string) {
+      removed.push(name);
+    },
+    getHeader: () => undefined,
+  };
+  const outcome = { done: false, failed: false };
+  base({ headers: {}, method: 'GET', url: '/' } as Request, res as unknown as Response, (err?: unknown) => {
+    outcome.done = true;
+    outcome.failed = err !== undefined;
+  });
+  return outcome.done && !outcome.failed ? { set, removed } : undefined;
 }
 
 /** CORS as `security({ cors })` takes it; the defaults come from `SECURITY_CORS_*`. */

@@ -1,4 +1,5 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { getContext } from '../context/index.js';
 import { AppError } from '../errors/index.js';
 import { trustProxyProblem } from '../net/ip.js';
 import type { ParameterPollution, ResolvedLimits } from './input.js';
@@ -64,7 +65,7 @@ export class SecurityPipeline {
   #gate(req: Request, res: Response, next: NextFunction): void {
     const threats = this.#plan.threats;
     if (threats !== undefined) {
-      const ip = req.ip ?? req.socket.remoteAddress;
+      const ip = clientIp(req);
       if (threats.deny.has(ip)) {
         this.#plan.monitor.record(req, 'deny_list', 'blocked', ip);
         next(new AppError('Access denied', { status: 403, code: 'CLIENT_BLOCKED', expose: true }));
@@ -99,7 +100,7 @@ export class SecurityPipeline {
   /** Limits, the query string, signatures on the URL and user agent; then the body. */
   #inspect(req: Request, res: Response, next: NextFunction): void {
     const { limits, pollution, threats } = this.#plan;
-    const ip = req.ip ?? req.socket.remoteAddress;
+    const ip = clientIp(req);
     const limitError = checkLimits(req, limits);
     if (limitError !== undefined) {
       this.#refuse(
@@ -226,4 +227,13 @@ export class SecurityPipeline {
   async close(): Promise<void> {
     await this.#plan.threats?.bans?.close();
   }
+}
+
+/**
+ * The client address: the request context's, worked out once per request (Express's `req.ip`
+ * parses `X-Forwarded-For` against `trust proxy` on every read), else Express's.
+ */
+function clientIp(req: Request): string | undefined {
+  const ctx = getContext(req);
+  return ctx !== undefined ? ctx.ip : (req.ip ?? req.socket.remoteAddress);
 }

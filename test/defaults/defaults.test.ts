@@ -17,15 +17,15 @@ describe.each(eachExpress)('%s', (_name, variant) => {
     const chain = track(
       core.defaults({ settings: quietSettings(), registry: testMetrics(), rateLimit: { redis: false } }),
     );
-    expect(chain.map((h) => h.name)).toEqual([
+    expect(chain.handlers.map((h) => h.name)).toEqual([
       'requestContextMiddleware',
       'metricsMiddleware',
       'loggingMiddleware',
       'securityMiddleware',
       'rateLimitMiddleware',
     ]);
-    expect(chain.security).toBe(chain[3]);
-    expect(chain.rateLimit).toBe(chain[4]);
+    expect(chain.security).toBe(chain.handlers[3]);
+    expect(chain.rateLimit).toBe(chain.handlers[4]);
   });
 
   it('counts and logs a 429 with its request id; the refusal carries the security headers', async () => {
@@ -119,7 +119,7 @@ describe.each(eachExpress)('%s', (_name, variant) => {
         rateLimit: false,
       }),
     );
-    expect(chain.map((h) => h.name)).toEqual([
+    expect(chain.handlers.map((h) => h.name)).toEqual([
       'requestContextMiddleware',
       'metricsMiddleware',
       'loggingMiddleware',
@@ -238,7 +238,7 @@ describe('options', () => {
       registry: testMetrics(),
     });
     const chain = track(core.defaults(input));
-    expect(chain).toHaveLength(5);
+    expect(chain.handlers).toHaveLength(5);
     expect(chain.rateLimit?.stats().store).toBe('memory');
   });
 });
