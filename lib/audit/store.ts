@@ -266,6 +266,22 @@ async function createTables(
   await guard(trx, dialect, table, head);
 }
 
+/** A PostgreSQL trigger, created unless it exists (PostgreSQL has no CREATE TRIGGER IF NOT EXISTS). */
+async function pgTrigger(
+  trx: Knex.Transaction,
+  name: string,
+  when: string,
+  target: string,
+  fn: string,
+): Promise<void> {
+  const found = await trx.raw<{ rows: unknown[] }>(
+    'SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname = ? AND c.oid = to_regclass(quote_ident(?))',
+    [name, target],
+  );
+  if (found.rows.length === 0)
+    await trx.raw(`CREATE TRIGGER ?? ${when} EXECUTE FUNCTION ??()`, [name, target, fn]);
+}
+
 /** Triggers that refuse UPDATE and DELETE on the events (and deleting the head). */
 async function guard(trx: Knex.Transaction, dialect: Database['dialect'], table: string, head: string) {
   const message = `${table} is append-only`;
@@ -282,35 +298,20 @@ async function guard(trx: Knex.Transaction, dialect: Database['dialect'], table:
         [`${head}_no_delete`, head, 'DELETE', 'ROW'],
         [`${head}_no_truncate`, head, 'TRUNCATE', 'STATEMENT'],
       ] as const) {
-        const found = await trx.raw<{ rows: unknown[] }>(
-          'SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname = ? AND c.oid = to_regclass(quote_ident(?))',
-          [name, target],
-        );
-        if (found.rows.length === 0) {
-          await trx.raw(`CREATE TRIGGER ?? BEFORE ${event} ON ?? FOR EACH ${each} EXECUTE FUNCTION ??()`, [
-            name,
-            target,
-            `${table}_append_only`,
-          ]);
-        }
+        await pgTrigger(trx, name, `BEFORE ${event} ON ?? FOR EACH ${each}`, target, `${table}_append_only`);
       }
       // The head only moves forward: emptying the table and resetting the head is refused.
       await trx.raw(
         `CREATE OR REPLACE FUNCTION ??() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.seq < OLD.seq THEN RAISE EXCEPTION '${message}' USING ERRCODE = 'insufficient_privilege'; END IF; RETURN NEW; END $$`,
         [`${head}_forward_only`],
       );
-      {
-        const found = await trx.raw<{ rows: unknown[] }>(
-          'SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname = ? AND c.oid = to_regclass(quote_ident(?))',
-          [`${head}_no_rewind`, head],
-        );
-        if (found.rows.length === 0)
-          await trx.raw('CREATE TRIGGER ?? BEFORE UPDATE ON ?? FOR EACH ROW EXECUTE FUNCTION ??()', [
-            `${head}_no_rewind`,
-            head,
-            `${head}_forward_only`,
-          ]);
-      }
+      await pgTrigger(
+        trx,
+        `${head}_no_rewind`,
+        'BEFORE UPDATE ON ?? FOR EACH ROW',
+        head,
+        `${head}_forward_only`,
+      );
       return;
     case 'sqlite':
       for (const [name, target, event] of [
