@@ -167,7 +167,8 @@ describe('the full stack under steady load while its dependencies fail', () => {
     const refused = during.filter((a) => a.status === 503);
     // Every request needs the database: (almost) nothing got through while it was away — a request
     // whose connection and commit raced the cut may still succeed, and that is correct.
-    expect(during.filter(ok).length).toBeLessThan(5);
+    // Requests that held a connection when the line went may still finish: a few, never most.
+    expect(during.filter(ok).length).toBeLessThan(Math.max(5, during.length / 10));
     expect(refused.length).toBeGreaterThan(50);
     expectOnlyUnavailable(after, ['database']);
     expect(recoveryMs).toBeLessThan(RECOVERY_MS);
@@ -204,7 +205,8 @@ describe('the full stack under steady load while its dependencies fail', () => {
       },
     );
     expectOnlyUnavailable(during, ['database', 'redis']);
-    expect(during.filter(ok).length).toBeLessThan(5);
+    // Requests that held a connection when the line went may still finish: a few, never most.
+    expect(during.filter(ok).length).toBeLessThan(Math.max(5, during.length / 10));
     expect(during.length).toBeGreaterThan(50);
     expectOnlyUnavailable(after, ['database', 'redis']);
     expect(recoveryMs).toBeLessThan(RECOVERY_MS);

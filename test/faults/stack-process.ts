@@ -217,7 +217,7 @@ export class LoadClient {
     this.#agent.destroy();
   }
 
-  #send(n: number): Promise<Answer> {
+  #send(n: number, retry = true): Promise<Answer> {
     const spec = requestFor(n, this.info, this.#run);
     const at = this.now();
     const sent = Date.now();
@@ -262,6 +262,17 @@ export class LoadClient {
         },
       );
       const fail = (err: Error): void => {
+        // Node's documented keep-alive race: a reused socket the server closed between two requests
+        // resets at once. Like undici and browsers, retry an idempotent request once on a new socket.
+        if (
+          retry &&
+          req.reusedSocket &&
+          spec.method === 'GET' &&
+          (err as NodeJS.ErrnoException).code === 'ECONNRESET'
+        ) {
+          void this.#send(n, false).then(done);
+          return;
+        }
         done({
           kind: spec.kind,
           at,
