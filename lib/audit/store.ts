@@ -285,21 +285,28 @@ async function pgTrigger(
 /** Triggers that refuse UPDATE and DELETE on the events (and deleting the head). */
 async function guard(trx: Knex.Transaction, dialect: Database['dialect'], table: string, head: string) {
   const message = `${table} is append-only`;
+  // Row triggers every dialect has: no UPDATE or DELETE of events, no DELETE of the head.
+  const refusals = [
+    [`${table}_no_update`, table, 'UPDATE'],
+    [`${table}_no_delete`, table, 'DELETE'],
+    [`${head}_no_delete`, head, 'DELETE'],
+  ] as const;
   switch (dialect) {
     case 'postgres':
       await trx.raw(
         `CREATE OR REPLACE FUNCTION ??() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '${message}' USING ERRCODE = 'insufficient_privilege'; END $$`,
         [`${table}_append_only`],
       );
-      for (const [name, target, event, each] of [
-        [`${table}_no_update`, table, 'UPDATE', 'ROW'],
-        [`${table}_no_delete`, table, 'DELETE', 'ROW'],
-        [`${table}_no_truncate`, table, 'TRUNCATE', 'STATEMENT'],
-        [`${head}_no_delete`, head, 'DELETE', 'ROW'],
-        [`${head}_no_truncate`, head, 'TRUNCATE', 'STATEMENT'],
-      ] as const) {
-        await pgTrigger(trx, name, `BEFORE ${event} ON ?? FOR EACH ${each}`, target, `${table}_append_only`);
-      }
+      for (const [name, target, event] of refusals)
+        await pgTrigger(trx, name, `BEFORE ${event} ON ?? FOR EACH ROW`, target, `${table}_append_only`);
+      for (const target of [table, head])
+        await pgTrigger(
+          trx,
+          `${target}_no_truncate`,
+          'BEFORE TRUNCATE ON ?? FOR EACH STATEMENT',
+          target,
+          `${table}_append_only`,
+        );
       // The head only moves forward: emptying the table and resetting the head is refused.
       await trx.raw(
         `CREATE OR REPLACE FUNCTION ??() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.seq < OLD.seq THEN RAISE EXCEPTION '${message}' USING ERRCODE = 'insufficient_privilege'; END IF; RETURN NEW; END $$`,
@@ -314,11 +321,7 @@ async function guard(trx: Knex.Transaction, dialect: Database['dialect'], table:
       );
       return;
     case 'sqlite':
-      for (const [name, target, event] of [
-        [`${table}_no_update`, table, 'UPDATE'],
-        [`${table}_no_delete`, table, 'DELETE'],
-        [`${head}_no_delete`, head, 'DELETE'],
-      ] as const) {
+      for (const [name, target, event] of refusals) {
         await trx.raw(
           `CREATE TRIGGER IF NOT EXISTS ?? BEFORE ${event} ON ?? BEGIN SELECT RAISE(ABORT, '${message}'); END`,
           [name, target],
@@ -330,11 +333,7 @@ async function guard(trx: Knex.Transaction, dialect: Database['dialect'], table:
       );
       return;
     case 'mysql':
-      for (const [name, target, event] of [
-        [`${table}_no_update`, table, 'UPDATE'],
-        [`${table}_no_delete`, table, 'DELETE'],
-        [`${head}_no_delete`, head, 'DELETE'],
-      ] as const) {
+      for (const [name, target, event] of refusals) {
         await trx.raw(
           `CREATE TRIGGER IF NOT EXISTS ?? BEFORE ${event} ON ?? FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '${message}'`,
           [name, target],

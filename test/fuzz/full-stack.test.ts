@@ -17,6 +17,7 @@ import { validateHeaderName, validateHeaderValue } from 'node:http';
 import { createHmac } from 'node:crypto';
 import { Redis } from 'ioredis';
 import request from 'supertest';
+import * as core from '../../lib/index';
 import { deleteKeys, redisPrefix, REDIS_URL } from '../auth/redis-support';
 import { EXPRESS } from '../support/express';
 import { pgSchema } from '../support/isolated';
@@ -125,22 +126,8 @@ const FIELDS = [
   'ssn',
   'created_at',
 ];
-const OPS = [
-  'eq',
-  'ne',
-  'gt',
-  'gte',
-  'lt',
-  'lte',
-  'in',
-  'nin',
-  'like',
-  'ilike',
-  'between',
-  'is_null',
-  'regex',
-  '',
-];
+/** Every operator the list query knows, and two it does not. */
+const OPS = [...core.FILTER_OPS, 'regex', ''];
 
 /** One `key=value` pair of a patient-list query, encoded or raw (raw may hold a bad % escape). */
 const queryPair = fc
