@@ -1,6 +1,5 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { rateLimit as expressRateLimit } from 'express-rate-limit';
-import type { Options as ExpressRateLimitOptions } from 'express-rate-limit';
+import type { Options } from 'express-rate-limit';
 import type { Settings } from '../config/index.js';
 import { loadSettings } from '../config/index.js';
 import type { Metrics } from '../metrics/index.js';
@@ -11,12 +10,15 @@ import { createLogger } from '../logging/index.js';
 import { ClientKeys, readIpv6Subnet, trustProxyProblem } from '../net/ip.js';
 import type { Cluster, Redis, RedisClient, RedisConnection } from '../redis/index.js';
 import { connectRedis } from '../redis/index.js';
+import type { RateLimitInfo } from './counting.js';
+import { countingMiddleware } from './counting.js';
 import type { KeyBy } from './keys.js';
 import { keyFunction } from './keys.js';
 import type { FailMode } from './store.js';
 import { COST_SEPARATOR, LimiterStore } from './store.js';
 
 export type { KeyBy } from './keys.js';
+export type { RateLimitInfo } from './counting.js';
 export type { FailMode } from './store.js';
 
 /** Everything `rateLimit()` accepts. Each default is stated; settings come from the environment. */
@@ -134,8 +136,8 @@ const KNOWN = [
 const MAX_COST = 100;
 
 /**
- * Rate limiting on express-rate-limit: Redis (rate-limit-redis) when `REDIS_URL` is set, memory
- * otherwise; 429 RATE_LIMITED in the error envelope with `Retry-After`; IETF `RateLimit` headers.
+ * Rate limiting on express-rate-limit's stores: Redis (rate-limit-redis) when `REDIS_URL` is set,
+ * its memory store otherwise; 429 RATE_LIMITED in the error envelope with `Retry-After`; IETF `RateLimit` headers.
  *
  * ```ts
  * app.use(core.rateLimit());                                   // by IP, RATE_LIMIT_* defaults
@@ -187,14 +189,16 @@ export function rateLimit(input: Readonly<RateLimitOptions> = {}): RateLimiter {
   };
 
   let limited = 0;
-  const erlOptions: Partial<ExpressRateLimitOptions> = {
+  // The store's contract is express-rate-limit's: `init` takes its options (the window is what
+  // the memory store and rate-limit-redis read).
+  store.init({ windowMs } as Options);
+  const limiter = countingMiddleware({
+    name,
     windowMs,
-    limit,
-    standardHeaders: headers,
-    legacyHeaders: false,
-    identifier: name,
     store,
-    keyGenerator: (req: Request) => {
+    limit,
+    headers,
+    key: (req: Request) => {
       if (proxyCheck !== undefined) proxyCheck(req);
       if (cost === undefined) return baseKey(req);
       const units = cost(req);
@@ -203,34 +207,17 @@ export function rateLimit(input: Readonly<RateLimitOptions> = {}): RateLimiter {
     skip: skipFunction(options.skip, cost),
     skipSuccessfulRequests: options.skipSuccessfulRequests === true,
     skipFailedRequests: options.skipFailedRequests === true,
-    handler(req: Request, res: Response, next: NextFunction) {
+    refuse(req: Request, info: RateLimitInfo, next: NextFunction) {
       limited++;
-      const info = (req as { rateLimit?: { resetTime?: Date } }).rateLimit;
       const seconds =
-        info?.resetTime === undefined ? windowMs / 1000 : (info.resetTime.getTime() - Date.now()) / 1000;
+        info.resetTime === undefined ? windowMs / 1000 : (info.resetTime.getTime() - Date.now()) / 1000;
       next(
         new RateLimitError(Math.max(1, seconds), 'Too many requests, please try again later', {
           details: { limiter: name },
         }),
       );
     },
-    // Validation warnings (trust proxy and the like) go to our logger, once each.
-    logger: {
-      warn: (err: unknown) => {
-        logger.warn('rate limiter configuration', { limiter: name, error: describe(err) });
-      },
-      error: (err: unknown) => {
-        logger.error('rate limiter error', { limiter: name, error: describe(err) });
-      },
-    },
-    // We key requests ourselves (IPv6 by subnet included) and each limiter has its own store.
-    validate: { keyGeneratorIpFallback: false, singleCount: false },
-  };
-  const middleware = expressRateLimit(erlOptions);
-
-  const limiter = function rateLimitMiddleware(req: Request, res: Response, next: NextFunction) {
-    void middleware(req, res, next);
-  } as RateLimiter;
+  }) as RateLimiter;
   Object.defineProperty(limiter, 'limiterName', { value: name });
   limiter.resetKey = (key: string) => store.resetKey(key);
   limiter.stats = () => ({
@@ -280,10 +267,6 @@ export function loginRateLimit(options: Readonly<RateLimitOptions> = {}): RateLi
   return rateLimit({ name: 'login', limit: 5, windowMs: 60_000, keyBy: 'ip+username', ...options });
 }
 
-function describe(err: unknown): string {
-  return err instanceof Error ? ((err as { code?: string }).code ?? err.message) : String(err);
-}
-
 function readName(value: unknown): string {
   if (typeof value !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(value))
     throw ConfigError.option('rateLimit', 'name', '1–64 characters of A–Z a–z 0–9 . _ -', value);
@@ -314,7 +297,7 @@ function readFields(value: unknown): readonly string[] {
   return value as string[];
 }
 
-/** `limit` and `tiers` as one value for express-rate-limit: a number, or a function of the request. */
+/** `limit` and `tiers` as one value: a number, or a function of the request. */
 function readLimit(
   limit: unknown,
   tiers: Readonly<Record<string, number>> | undefined,

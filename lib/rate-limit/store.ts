@@ -95,10 +95,17 @@ export class LimiterStore implements Store {
     if (this.#connection?.client.status === 'ready') this.#loadScripts();
   }
 
-  async increment(key: string): Promise<IncrementResponse> {
-    const [id, cost] = splitCost(key);
+  increment(key: string): Promise<IncrementResponse> {
+    const sep = key.indexOf(COST_SEPARATOR);
+    const id = sep === -1 ? key : key.slice(0, sep);
+    const cost = sep === -1 ? 1 : Number(key.slice(sep + 1));
+    // Memory: the store's own promise, no wrapper of ours around it.
     if (this.#redis === undefined)
       return cost === 1 ? this.#memory.increment(id) : incrementBy(this.#memory, id, cost);
+    return this.#incrementShared(id, cost);
+  }
+
+  async #incrementShared(id: string, cost: number): Promise<IncrementResponse> {
     const redis =
       this.#down && Date.now() < this.#probeAt
         ? undefined
