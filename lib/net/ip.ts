@@ -100,11 +100,19 @@ export function trustProxyProblem(
   who: string,
   whenTrue: string,
   whenOff: string,
+  judged?: WeakSet<object>,
 ): string | null | undefined {
+  // Without X-Forwarded-For only `true` is a problem, and the app's first such request tells:
+  // with `judged`, later ones are not looked at (reading the setting costs more than the header).
+  const forwarded = req.headers['x-forwarded-for'] !== undefined;
+  if (!forwarded && judged !== undefined) {
+    if (judged.has(req.app)) return undefined;
+    judged.add(req.app);
+  }
   const setting: unknown = req.app.get('trust proxy');
   if (setting === true)
     return `${who}: 'trust proxy' is true, so any client can choose its address with X-Forwarded-For and ${whenTrue}; set it to your proxy's address, CIDR or hop count`;
-  if (req.headers['x-forwarded-for'] === undefined) return undefined;
+  if (!forwarded) return undefined;
   if (setting === false || setting === undefined || setting === 0)
     return `${who}: requests carry X-Forwarded-For but 'trust proxy' is off, so every client behind the proxy ${whenOff}; set 'trust proxy' to your proxy's address, CIDR or hop count`;
   return null;

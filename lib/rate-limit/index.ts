@@ -181,8 +181,15 @@ export function rateLimit(input: Readonly<RateLimitOptions> = {}): RateLimiter {
     );
   const store = new LimiterStore(name, connection, `${prefix}${name}:`, failMode, logger);
 
+  const proxyJudged = new WeakSet<object>();
   let proxyCheck: ((req: Request) => void) | undefined = (req: Request) => {
-    const verdict = trustProxyProblem(req, 'rate limiter', 'escape its limit', "shares the proxy's budget");
+    const verdict = trustProxyProblem(
+      req,
+      'rate limiter',
+      'escape its limit',
+      "shares the proxy's budget",
+      proxyJudged,
+    );
     if (verdict === undefined) return;
     proxyCheck = undefined;
     if (verdict !== null) logger.warn(verdict, { limiter: name });

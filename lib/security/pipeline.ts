@@ -31,6 +31,7 @@ export interface SecurityPlan {
 export class SecurityPipeline {
   readonly #plan: SecurityPlan;
   #proxyPending: boolean;
+  readonly #proxyJudged = new WeakSet<object>();
 
   constructor(plan: SecurityPlan) {
     this.#plan = plan;
@@ -44,6 +45,7 @@ export class SecurityPipeline {
       'security',
       'get another client banned or slip past the deny list',
       'is the proxy to the deny list and to bans',
+      this.#proxyJudged,
     );
     if (verdict === undefined) return;
     this.#proxyPending = false;
@@ -152,9 +154,11 @@ export class SecurityPipeline {
       this.#plan.monitor.record(req, match.category, 'logged', ip, match);
     }
     const parse = this.#plan.parse;
-    // Every method: body-parser skips a request without a body at once, and a GET with a body
-    // would otherwise reach an app parser unchecked.
-    if (parse !== undefined)
+    // Every method that carries a body (a GET with a body would otherwise reach an app parser
+    // unchecked); without one — neither Transfer-Encoding nor Content-Length, body-parser's own
+    // test — there is nothing to parse or inspect.
+    if (!hasBody(req)) next();
+    else if (parse !== undefined)
       parse(req, res, (err?: unknown) => {
         this.#body(req, next, ip, err);
       });
@@ -236,4 +240,12 @@ export class SecurityPipeline {
 function clientIp(req: Request): string | undefined {
   const ctx = getContext(req);
   return ctx !== undefined ? ctx.ip : (req.ip ?? req.socket.remoteAddress);
+}
+
+/** Whether the request carries a body: type-is's `hasBody`, the test body-parser starts with. */
+function hasBody(req: Request): boolean {
+  const headers = req.headers;
+  if (headers['transfer-encoding'] !== undefined) return true;
+  const length = headers['content-length'];
+  return length !== undefined && !Number.isNaN(Number(length));
 }
