@@ -1,6 +1,7 @@
 import { ConfigError } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
 import { logSecurityEvent } from '../logging/index.js';
+import { levelEnabled } from '../logging/helpers.js';
 import type { Metrics } from '../metrics/index.js';
 import type { AuthEvent, AuthFailureReason } from './types.js';
 
@@ -100,7 +101,7 @@ export class AuthMonitor {
 
   success(userId: string): void {
     this.#success++;
-    if (this.#logger.isDebugEnabled())
+    if (levelEnabled(this.#logger, 'debug'))
       this.#logger.debug('authenticated', { user_id: userId, category: 'security' });
     this.#emit({ type: 'success', userId });
   }

@@ -109,7 +109,7 @@ export function logging(input: Readonly<LoggingOptions> = {}): RequestHandler {
     const slow = durationMs > slowMs;
     let level = levelFor(status);
     if (slow && level === 'info') level = 'warn';
-    if (!logger.isLevelEnabled(level)) return;
+    if (writer === undefined ? !logger.isLevelEnabled(level) : !writer.enabled(level)) return;
     const length = this.getHeader('content-length');
     const bytes = length === undefined ? undefined : Number(length);
     const user = (req as { user?: { id?: unknown } }).user;

@@ -1,3 +1,4 @@
+import winston from 'winston';
 import { isError } from '../errors/index.js';
 import type { Logger } from './create-logger.js';
 import { loggableMessage } from './redact.js';
@@ -58,4 +59,21 @@ export function logSecurityEvent(
     security_event: event,
     severity,
   });
+}
+
+const NPM_LEVELS: Readonly<Record<string, number>> = winston.config.npm.levels;
+
+/**
+ * winston's `isLevelEnabled` for a logger with npm levels (every caduceus logger), without the
+ * closure it allocates per call: for checks on the request path.
+ */
+export function levelEnabled(logger: Logger, level: string): boolean {
+  const levels = (logger.levels as Readonly<Record<string, number>> | undefined) ?? NPM_LEVELS;
+  const wanted = levels[level];
+  const configured = levels[logger.level];
+  if (wanted === undefined || configured === undefined) return false;
+  const transports = logger.transports;
+  if (transports.length === 0) return configured >= wanted;
+  for (const t of transports) if ((levels[t.level ?? ''] ?? configured) >= wanted) return true;
+  return false;
 }
