@@ -18,14 +18,17 @@ export interface RequestContextOptions {
   header?: string;
   /** Accept a caller's request id when it passes `validate`. Default `true`. */
   trustIncoming?: boolean;
-  /** Longest incoming id accepted. Default 128. */
+  /** Longest incoming id accepted, with or without a custom `validate`. Default 128. */
   maxLength?: number;
   /**
    * Check for incoming ids. Default: 1–`maxLength` characters of `A–Z a–z 0–9 . _ : -`
    * (no spaces, quotes, slashes or control characters, so ids are safe in logs and headers).
    */
   validate?: (id: string) => boolean;
-  /** Id generator. Default `crypto.randomUUID()`. */
+  /**
+   * Id generator. Default `crypto.randomUUID()`. An id it returns that is not 1–1024 characters of
+   * `A–Z a–z 0–9 . _ : -` (or a throw) is replaced by a UUID.
+   */
   generate?: () => string;
   /** Echo the id on the response. Default `true`. */
   setResponseHeader?: boolean;
@@ -54,6 +57,11 @@ function checkOptions(options: Readonly<RequestContextOptions>): void {
     throw ConfigError.option('requestContext', 'validate', 'a function', validate);
   if (generate !== undefined && typeof generate !== 'function')
     throw ConfigError.option('requestContext', 'generate', 'a function', generate);
+  for (const flag of ['trustIncoming', 'setResponseHeader', 'trustTraceparent'] as const) {
+    const value: unknown = options[flag];
+    if (value !== undefined && typeof value !== 'boolean')
+      throw ConfigError.option('requestContext', flag, 'true or false', value);
+  }
 }
 
 /**
@@ -70,9 +78,29 @@ export function requestContext(input: Readonly<RequestContextOptions> = {}): Req
   const header = (options.header ?? 'x-request-id').toLowerCase();
   const trustIncoming = options.trustIncoming ?? true;
   const maxLength = options.maxLength ?? 128;
-  const validate = options.validate ?? ((id: string) => id.length <= maxLength && SAFE_ID.test(id));
+  // `maxLength` holds whatever the check: a custom `validate` narrows what is accepted, never widens it.
+  const check = options.validate;
+  const validate =
+    check === undefined
+      ? (id: string) => id.length <= maxLength && SAFE_ID.test(id)
+      : (id: string) => id.length <= maxLength && check(id);
   const ids = createIdSource();
-  const generate = options.generate ?? ids.requestId.bind(ids);
+  const own = ids.requestId.bind(ids);
+  const custom = options.generate;
+  // A custom generator's id goes into a response header and every log line: one that is not a
+  // safe id (or throws) is replaced by our own, never sent.
+  const generate =
+    custom === undefined
+      ? own
+      : () => {
+          let id: unknown;
+          try {
+            id = custom();
+          } catch {
+            return own();
+          }
+          return typeof id === 'string' && id.length > 0 && id.length <= 1024 && SAFE_ID.test(id) ? id : own();
+        };
   // Only our own UUIDs are known safe to log without redaction; a custom generator is checked like input.
   const ownIds = options.generate === undefined;
   const setHeader = options.setResponseHeader ?? true;

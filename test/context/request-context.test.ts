@@ -96,6 +96,32 @@ describe.each(eachExpress)('requestContext() on %s', (_name, { express }) => {
     expect(res.body.requestId).toBe('generated-1');
   });
 
+  it('keeps maxLength with a custom validator, and replaces unsafe ids from a custom generator', async () => {
+    const narrow = app({ maxLength: 8, validate: (id) => id.startsWith('abc') });
+    const fits = await request(narrow).get('/ctx').set('X-Request-Id', 'abc12345').expect(200);
+    expect(fits.body.requestId).toBe('abc12345');
+    // The validator alone would take it; maxLength still holds.
+    const long = await request(narrow).get('/ctx').set('X-Request-Id', 'abc123456').expect(200);
+    expect(long.body.requestId).not.toBe('abc123456');
+    const refused = await request(narrow).get('/ctx').set('X-Request-Id', 'xyz').expect(200);
+    expect(refused.body.requestId).not.toBe('xyz');
+
+    const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+    for (const generate of [
+      () => 'has space',
+      () => 'line\nbreak',
+      () => '',
+      () => 42 as unknown as string,
+      () => {
+        throw new Error('generator broke');
+      },
+    ]) {
+      const res = await request(app({ trustIncoming: false, generate })).get('/ctx').expect(200);
+      expect(res.body.requestId).toMatch(UUID);
+      expect(res.headers['x-request-id']).toBe(res.body.requestId);
+    }
+  });
+
   it('continues a valid W3C trace and starts a new one for an invalid traceparent', async () => {
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
     const parent = '00f067aa0ba902b7';
@@ -186,6 +212,10 @@ describe('requestContext() configuration', () => {
       /unknown option "headr"\. Did you mean "header"\?/,
     );
     expect(() => core.requestContext({ generate: 'uuid' } as never)).toThrow(/generate must be a function/);
+    for (const flag of ['trustIncoming', 'setResponseHeader', 'trustTraceparent'])
+      expect(() => core.requestContext({ [flag]: 'false' })).toThrow(
+        new RegExp(`requestContext: ${flag} must be true or false`),
+      );
   });
 
   it('refuses app.use(core.requestContext) without the call', () => {
