@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { ConfigError, readOptions } from '../errors/index.js';
 import { createIdSource, parseTraceparent } from './ids.js';
 import { activeSpan } from './otel.js';
-import { CONTEXT_KEY, Context, patchRequestPrototype, storage } from './store.js';
+import { adoptClosers, CONTEXT_KEY, Context, patchRequestPrototype, storage } from './store.js';
 import type { RequestContext } from './store.js';
 
 export type { RequestContext } from './store.js';
@@ -141,7 +141,10 @@ export function requestContext(input: Readonly<RequestContextOptions> = {}): Req
             Date.now(),
             performance.now(),
           );
-    (req as unknown as Record<symbol, RequestContext>)[CONTEXT_KEY] = ctx;
+    const holder = req as unknown as Record<symbol, RequestContext | undefined>;
+    const previous = holder[CONTEXT_KEY];
+    if (previous !== undefined) adoptClosers(ctx, previous);
+    holder[CONTEXT_KEY] = ctx;
     // Used inside a sub-app or router: the path above already holds the mount's values.
     if (req.baseUrl) ctx.seedMount(req.baseUrl, req.app);
     patchRequestPrototype(req);

@@ -1,5 +1,6 @@
 import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
 import { IncomingMessage } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import { activeSpan, otelRegistered } from './otel.js';
 
 /**
@@ -156,8 +157,16 @@ interface MountedApp {
 
 let warnedMount = false;
 
+/**
+ * Where a context keeps the functions to run when its response closes (see `onResponseClose`): a
+ * global symbol, so two copies of caduceus on one request share one list and one listener.
+ */
+const CLOSERS = Symbol.for('caduceus.context.closers');
+type Closer = (this: ServerResponse) => void;
+
 /** Concrete context: a class so every request's object has the same shape (fast property access). */
 export class Context extends RouteTracker implements RequestContext {
+  [CLOSERS]: Closer[] | undefined = undefined;
   userId: string | undefined = undefined;
   roles: readonly string[] | undefined = undefined;
   actorType: 'user' | 'service' | undefined = undefined;
@@ -555,4 +564,70 @@ export function runWithContext<T>(context: RequestContext, fn: () => T): T {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any callback shape is accepted and returned as is
 export function bindContext<F extends (this: unknown, ...args: any[]) => any>(fn: F): F {
   return AsyncResource.bind<F, unknown>(fn);
+}
+
+/**
+ * Run `fn` (with `this` the response) when the response closes — after 'finish', or when the
+ * client went away. Parts that act then (metrics, the access log) share one 'close' listener per
+ * request through the request's context, in the order they asked; without a context each gets its
+ * own listener.
+ */
+export function onResponseClose<R extends ServerResponse>(req: object, res: R, fn: (this: R) => void): void {
+  const ctx = (req as Record<symbol, Record<symbol, Closer[] | undefined> | undefined>)[CONTEXT_KEY];
+  if (ctx === undefined) {
+    res.on('close', fn);
+    return;
+  }
+  const closer = fn as Closer;
+  const closers = ctx[CLOSERS];
+  if (closers !== undefined) {
+    closers.push(closer);
+    return;
+  }
+  ctx[CLOSERS] = [closer];
+  res.on('close', runClosers);
+}
+
+/**
+ * @internal Take back what `onResponseClose` registered and `matches` picks, from the shared list
+ * and from the response's own listeners; returns how many went.
+ */
+export function dropOnResponseClose(
+  req: object,
+  res: ServerResponse,
+  matches: (fn: (...args: never[]) => unknown) => boolean,
+): number {
+  let dropped = 0;
+  for (const listener of res.listeners('close')) {
+    if (!matches(listener as (...args: never[]) => unknown)) continue;
+    res.removeListener('close', listener as (...args: unknown[]) => void);
+    dropped++;
+  }
+  const ctx = (req as Record<symbol, Record<symbol, Closer[] | undefined> | undefined>)[CONTEXT_KEY];
+  const closers = ctx?.[CLOSERS];
+  if (closers !== undefined)
+    for (let i = closers.length - 1; i >= 0; i--) {
+      if (!matches(closers[i] as Closer)) continue;
+      closers.splice(i, 1);
+      dropped++;
+    }
+  return dropped;
+}
+
+/**
+ * @internal A second `requestContext()` on the same request (a sub-app's own chain) replaces the
+ * context: what the first one's parts asked to run at close moves to the new one, so the one
+ * listener already on the response still finds it.
+ */
+export function adoptClosers(ctx: Context, previous: object): void {
+  ctx[CLOSERS] = (previous as Record<symbol, Closer[] | undefined>)[CLOSERS];
+}
+
+function runClosers(this: ServerResponse): void {
+  const ctx = (this.req as unknown as Record<symbol, Record<symbol, Closer[] | undefined> | undefined>)[
+    CONTEXT_KEY
+  ];
+  const closers = ctx?.[CLOSERS];
+  if (closers === undefined) return;
+  for (const fn of closers) fn.call(this);
 }

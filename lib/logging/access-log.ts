@@ -1,7 +1,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { performance } from 'node:perf_hooks';
 import type { LogLevel } from '../config/index.js';
-import { CONTEXT_KEY, routeTemplateOf, storage } from '../context/store.js';
+import { CONTEXT_KEY, onResponseClose, routeTemplateOf, storage } from '../context/store.js';
 import type { RequestContext } from '../context/store.js';
 import { ConfigError, readOptions } from '../errors/index.js';
 import type { Logger, LoggerOptions } from './create-logger.js';
@@ -164,7 +164,7 @@ export function logging(input: Readonly<LoggingOptions> = {}): RequestHandler {
     (res as unknown as Record<symbol, number>)[STARTED] = ctx === undefined ? performance.now() : ctx.startHr;
     // Every response emits 'close' once: after 'finish', or when the client goes away. The listener
     // stays (it goes with the response); `onDone` itself runs its body only once.
-    res.on('close', onDone);
+    onResponseClose(req, res, onDone);
     next();
   };
 }

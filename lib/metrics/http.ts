@@ -5,6 +5,8 @@ import type { Settings } from '../config/index.js';
 import type { RequestContext } from '../context/index.js';
 import { otelRegistered } from '../context/otel.js';
 import {
+  dropOnResponseClose,
+  onResponseClose,
   CONTEXT_KEY,
   patchRequestPrototype,
   ROUTE_TRACKER,
@@ -54,17 +56,12 @@ export const SIZE_BUCKETS = [100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000]
  * `metricsEndpoint()` answers this request: it is not traffic. When a `metrics()` of the registry
  * it serves counted it in flight, it leaves `http_requests_in_flight` at once (the gauge about to
  * be read should not count the scrape) and its close listener goes, so it is never counted.
- * Found through the response's listeners: nothing is stored on every request for this.
+ * Found among what the response runs at close: nothing is stored on every request for this.
  */
 export function markScrape(res: Response, metrics: Metrics): void {
   const http = httpByMetrics.get(metrics);
   if (http === undefined) return;
-  for (const listener of res.listeners('close')) {
-    if (http.closeListeners.has(listener as () => void)) {
-      res.removeListener('close', listener as () => void);
-      http.inFlight--;
-    }
-  }
+  http.inFlight -= dropOnResponseClose(res.req, res, (fn) => http.closeListeners.has(fn));
 }
 
 const HTTP_FAMILIES = [
@@ -480,7 +477,7 @@ export function metrics(input: Readonly<MetricsMiddlewareOptions> = {}): Request
       patchRequestPrototype(req);
     }
     // 'close' follows 'finish' on every response and also fires when the client goes away.
-    res.on('close', onClose);
+    onResponseClose(req, res, onClose);
     next();
   };
 }
