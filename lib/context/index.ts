@@ -99,7 +99,9 @@ export function requestContext(input: Readonly<RequestContextOptions> = {}): Req
           } catch {
             return own();
           }
-          return typeof id === 'string' && id.length > 0 && id.length <= 1024 && SAFE_ID.test(id) ? id : own();
+          return typeof id === 'string' && id.length > 0 && id.length <= 1024 && SAFE_ID.test(id)
+            ? id
+            : own();
         };
   // Only our own UUIDs are known safe to log without redaction; a custom generator is checked like input.
   const ownIds = options.generate === undefined;

@@ -116,7 +116,9 @@ describe.each(eachExpress)('requestContext() on %s', (_name, { express }) => {
         throw new Error('generator broke');
       },
     ]) {
-      const res = await request(app({ trustIncoming: false, generate })).get('/ctx').expect(200);
+      const res = await request(app({ trustIncoming: false, generate }))
+        .get('/ctx')
+        .expect(200);
       expect(res.body.requestId).toMatch(UUID);
       expect(res.headers['x-request-id']).toBe(res.body.requestId);
     }

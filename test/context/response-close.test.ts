@@ -70,7 +70,9 @@ describe.each(eachExpress)('%s', (_label, { express }) => {
     try {
       await new Promise<void>((resolve) => {
         const req = http.get({ port, host: '127.0.0.1', path: '/hang' });
-        req.on('error', () => { resolve(); });
+        req.on('error', () => {
+          resolve();
+        });
         setTimeout(() => {
           req.destroy();
         }, 50);

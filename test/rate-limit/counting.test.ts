@@ -80,7 +80,8 @@ describe.each(eachExpress)('%s', (_label, variant) => {
           res.json({ reached: true });
         });
       });
-      for (const path of ['/throws', '/rejects', '/nan', '/text']) expectInternal(await request(app).get(path));
+      for (const path of ['/throws', '/rejects', '/nan', '/text'])
+        expectInternal(await request(app).get(path));
     });
 
     it('skips requests a skip function picks, sync or async, and fails closed when it throws', async () => {
