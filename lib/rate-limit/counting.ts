@@ -60,11 +60,13 @@ export function countingMiddleware(plan: CountingPlan) {
     return pk;
   };
 
+  const secondsToReset = (info: RateLimitInfo): number =>
+    info.resetTime === undefined
+      ? windowSeconds
+      : Math.max(0, Math.ceil((info.resetTime.getTime() - Date.now()) / 1000));
+
   const setHeaders = (res: Response, info: RateLimitInfo): void => {
-    const reset =
-      info.resetTime === undefined
-        ? windowSeconds
-        : Math.max(0, Math.ceil((info.resetTime.getTime() - Date.now()) / 1000));
+    const reset = secondsToReset(info);
     switch (headers) {
       case 'draft-8':
         appendHeader(res, 'RateLimit', `${nameJson}; r=${info.remaining}; t=${reset}`);
@@ -135,8 +137,14 @@ export function countingMiddleware(plan: CountingPlan) {
     (req as Request & { rateLimit?: RateLimitInfo }).rateLimit = info;
     if (headers !== false && !res.headersSent) setHeaders(res, info);
     if (decrementLater) arrangeDecrement(res, key, counted.resetTime);
-    if (used > limit) refuse(req, info, next);
-    else next();
+    if (used <= limit) {
+      next();
+      return;
+    }
+    // As express-rate-limit did: the wait is on the response even for an application's own
+    // error handler (errors() sets the same from the RateLimitError).
+    if (headers !== false && !res.headersSent) res.setHeader('Retry-After', String(secondsToReset(info)));
+    refuse(req, info, next);
   };
 
   const afterCount = (

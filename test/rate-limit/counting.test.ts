@@ -159,6 +159,21 @@ describe.each(eachExpress)('%s', (_label, variant) => {
       expectLimited(await request(app).get('/bad'), 60);
     });
 
+    it("puts Retry-After on a refused response even with the application's own error handler", async () => {
+      const app = variant.express();
+      app.use(limiter({ name: uniqueName('own-handler'), limit: 1, windowMs: 30_000 }));
+      app.get('/', (_req, res) => res.json({ ok: true }));
+      app.use((err: { status?: number }, _req: Request, res: import('express').Response, _next: unknown) => {
+        res.status(err.status ?? 500).json({ mine: true });
+      });
+      expect((await request(app).get('/')).status).toBe(200);
+      const refused = await request(app).get('/');
+      expect(refused.status).toBe(429);
+      expect(refused.body).toEqual({ mine: true });
+      expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(29);
+      expect(Number(refused.headers['retry-after'])).toBeLessThanOrEqual(30);
+    });
+
     it('gives each of two stacked limiters its own draft-8 header values', async () => {
       const outer = uniqueName('outer');
       const inner = uniqueName('inner');
