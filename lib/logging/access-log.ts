@@ -5,6 +5,7 @@ import { CONTEXT_KEY, onResponseClose, routeTemplateOf, storage } from '../conte
 import type { RequestContext } from '../context/store.js';
 import { ConfigError, readOptions } from '../errors/index.js';
 import type { Logger, LoggerOptions } from './create-logger.js';
+import { levelEnabled } from './helpers.js';
 import { createLogger } from './create-logger.js';
 import { lineWriterOf } from './line-writer.js';
 
@@ -109,7 +110,7 @@ export function logging(input: Readonly<LoggingOptions> = {}): RequestHandler {
     const slow = durationMs > slowMs;
     let level = levelFor(status);
     if (slow && level === 'info') level = 'warn';
-    if (writer === undefined ? !logger.isLevelEnabled(level) : !writer.enabled(level)) return;
+    if (!levelEnabled(logger, level)) return;
     const length = this.getHeader('content-length');
     const bytes = length === undefined ? undefined : Number(length);
     const user = (req as { user?: { id?: unknown } }).user;

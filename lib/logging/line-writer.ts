@@ -1,7 +1,6 @@
 import winston from 'winston';
 import type { RequestContext } from '../context/store.js';
 import { FileTransport } from './file-transport.js';
-import { levelEnabled } from './helpers.js';
 import type { Redactor } from './redact.js';
 
 const LEVEL = Symbol.for('level');
@@ -22,8 +21,6 @@ export interface LineWriter {
   text(value: string): string;
   /** `body` is `,"key":value…` for the fields after the standard ones. */
   write(level: string, messageJson: string, ctx: RequestContext | undefined, body: string): void;
-  /** Whether a line at `level` would reach a transport: winston's `isLevelEnabled`, without its closure. */
-  enabled(level: string): boolean;
 }
 
 export interface Clock {
@@ -68,7 +65,6 @@ export function attachLineWriter(
   }
   const writer: LineWriter = {
     text,
-    enabled: (level) => levelEnabled(logger, level),
     write(level, messageJson, ctx, body) {
       let line = `{"timestamp":"${clock()}","level":"${level}","logger":${nameJson},"message":${messageJson}`;
       if (ctx !== undefined) {
