@@ -37,6 +37,8 @@ redis.call('PUBLISH', ARGV[1], '*')
 return 1
 `;
 
+const CONNECTION_CLOSED = { code: 'CONNECTION_CLOSED' };
+
 function errorCode(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : 'ERROR';
@@ -94,6 +96,13 @@ export class RedisFlagStore implements FlagStore {
   readonly #onError = (err: unknown): void => {
     this.#outage(err);
   };
+  /**
+   * A connection closed by the peer (a reset, a restart) emits no 'error' until a reconnect
+   * attempt fails, which may be seconds later: the outage starts here.
+   */
+  readonly #onClose = (): void => {
+    this.#outage(CONNECTION_CLOSED);
+  };
   readonly #onMessage = (channel: string): void => {
     if (channel === this.#channel) this.#reload();
   };
@@ -125,6 +134,7 @@ export class RedisFlagStore implements FlagStore {
     if (this.#subscriber.status === 'ready') this.#subscribe();
     const client = connection.client;
     client.on('error', this.#onError);
+    client.on('close', this.#onClose);
     client.on('ready', this.#reload);
     if (client.status === 'ready') this.#reload();
   }
@@ -185,6 +195,7 @@ export class RedisFlagStore implements FlagStore {
     const client = this.#connection.client;
     client.off('ready', this.#reload);
     client.off('error', this.#onError);
+    client.off('close', this.#onClose);
     this.#subscriber.off('ready', this.#subscribe);
     this.#subscriber.off('message', this.#onMessage);
     await this.#loading;

@@ -96,6 +96,25 @@ export class TcpProxy {
   }
 
   /**
+   * A graceful hang-up, as a server that shuts down cleanly does: every open connection ended
+   * (FIN, no reset, so the client sees no error), the port closed.
+   */
+  async hangUp(): Promise<void> {
+    const server = this.#server;
+    this.#server = undefined;
+    const closed = new Promise<void>((resolve) => {
+      if (server === undefined) resolve();
+      else
+        server.close(() => {
+          resolve();
+        });
+    });
+    // end(), not destroy(): a socket destroyed with unread bytes in its buffer sends a reset.
+    for (const socket of this.#sockets) socket.end();
+    await closed;
+  }
+
+  /**
    * A silent partition: open connections stay up but no byte crosses any more, and new connections
    * are accepted and never forwarded. `restore()` after a `cut()` ends it.
    */

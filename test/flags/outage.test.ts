@@ -57,6 +57,8 @@ it('cut: last known flags serve, writes 503 at once, one outage line; back: relo
     (healthy) => !healthy,
   );
   expect(cutOff.status()).toMatchObject({ store: 'redis', healthy: false, flags: 1 });
+  // Logged when the line drops, not when a reconnect attempt fails later (that may be seconds).
+  expect(count(log, OUTAGE)).toBe(1);
   // Evaluations are answered from memory: the last known flags, no waiting.
   const start = Date.now();
   for (let i = 0; i < 100; i++) expect(cutOff.isEnabled('beta', ALICE)).toBe(true);
@@ -84,6 +86,37 @@ it('cut: last known flags serve, writes 503 at once, one outage line; back: relo
   await cutOff.setFlag('delta', { enabled: true });
   const seen = await within(1_000, () => direct.isEnabled('delta', ALICE), Boolean);
   expect(seen.value).toBe(true);
+});
+
+it('a clean hang-up (no error on the socket) is an outage from the moment the line drops', async () => {
+  const prefix = scope.prefix();
+  const log = captureLogger('flags');
+  const flags = scope.open({
+    prefix,
+    redis: `redis://127.0.0.1:${proxy.port}`,
+    log,
+    flags: { beta: { enabled: true } },
+  });
+  await flags.ready();
+
+  await proxy.hangUp();
+  const down = await within(
+    1_000,
+    () => flags.status().healthy,
+    (healthy) => !healthy,
+    1,
+  );
+  expect(down.value).toBe(false);
+  // Before the first reconnect attempt (200 ms later) has had a chance to fail.
+  expect(count(log, OUTAGE)).toBe(1);
+  expect(log.lines().find((l) => l.message === OUTAGE)).toMatchObject({ error_code: 'CONNECTION_CLOSED' });
+  expect(flags.isEnabled('beta', ALICE)).toBe(true);
+
+  await proxy.restore();
+  const back = await within(RECOVERY_MS, () => flags.status().healthy, Boolean, 50);
+  expect(back.value).toBe(true);
+  expect(count(log, OUTAGE)).toBe(1);
+  expect(count(log, BACK)).toBe(1);
 });
 
 it('a silent partition: evaluations never wait, writes fail within the command timeout, recovery on restore', async () => {
