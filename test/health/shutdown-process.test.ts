@@ -173,14 +173,19 @@ describe.each(EXPRESS)('graceful shutdown in a child process on $name', ({ major
       await app.waitFor(message('shutdown already in progress'));
 
       // Then the listener closes: every new connection is refused.
+      // A connection the kernel accepted into the backlog just as the listener closed is reset
+      // (ECONNRESET) rather than refused: that race is allowed once, then it must be ECONNREFUSED.
       const before: number[] = [];
+      let resets = 0;
       let refused: { code: string; at: number } | undefined;
       while (refused === undefined && performance.now() - sigterm < 5000) {
         try {
           before.push((await get(app.port, '/health/ready')).status);
           await sleep(20);
         } catch (err) {
-          refused = { code: (err as NodeJS.ErrnoException).code ?? String(err), at: performance.now() };
+          const code = (err as NodeJS.ErrnoException).code ?? String(err);
+          if (code === 'ECONNRESET' && resets++ === 0) continue;
+          refused = { code, at: performance.now() };
         }
       }
       expect(refused?.code).toBe('ECONNREFUSED');
