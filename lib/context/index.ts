@@ -3,7 +3,14 @@ import { performance } from 'node:perf_hooks';
 import { ConfigError, readOptions } from '../errors/index.js';
 import { createIdSource, parseTraceparent } from './ids.js';
 import { activeSpan } from './otel.js';
-import { adoptClosers, CONTEXT_KEY, Context, patchRequestPrototype, storage } from './store.js';
+import {
+  adoptClosers,
+  CONTEXT_KEY,
+  Context,
+  patchRequestPrototype,
+  REQUEST_ID_HEADER,
+  storage,
+} from './store.js';
 import type { RequestContext } from './store.js';
 
 export type { RequestContext } from './store.js';
@@ -75,7 +82,8 @@ function checkOptions(options: Readonly<RequestContextOptions>): void {
 export function requestContext(input: Readonly<RequestContextOptions> = {}): RequestHandler {
   const options = readOptions<RequestContextOptions>('requestContext', input, KNOWN);
   checkOptions(options);
-  const header = (options.header ?? 'x-request-id').toLowerCase();
+  const header = (options.header ?? REQUEST_ID_HEADER).toLowerCase();
+  const ownHeader = header !== REQUEST_ID_HEADER;
   const trustIncoming = options.trustIncoming ?? true;
   const maxLength = options.maxLength ?? 128;
   // `maxLength` holds whatever the check: a custom `validate` narrows what is accepted, never widens it.
@@ -145,6 +153,7 @@ export function requestContext(input: Readonly<RequestContextOptions> = {}): Req
           );
     const holder = req as unknown as Record<symbol, RequestContext | undefined>;
     const previous = holder[CONTEXT_KEY];
+    if (ownHeader) ctx.requestIdHeader = header;
     if (previous !== undefined) adoptClosers(ctx, previous);
     holder[CONTEXT_KEY] = ctx;
     // Used inside a sub-app or router: the path above already holds the mount's values.

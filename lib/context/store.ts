@@ -38,6 +38,8 @@ export interface RequestContext {
   header?(name: string): string | undefined;
   /** `traceparent` value to send on outgoing calls so the trace continues. */
   readonly traceparent: string;
+  /** The header the request id travels in (`requestContext({ header })`); `x-request-id` by default. */
+  readonly requestIdHeader?: string;
   /**
    * The matched route template with its mount path (`/api/v1/patients/:id`), recorded when Express
    * matches the route — still right after the error left the router and Express reset `baseUrl`.
@@ -165,11 +167,15 @@ const CLOSERS = Symbol.for('caduceus.context.closers');
 type Closer = (this: ServerResponse) => void;
 
 /** Concrete context: a class so every request's object has the same shape (fast property access). */
+/** The request id's header unless `requestContext({ header })` names another. */
+export const REQUEST_ID_HEADER = 'x-request-id';
+
 export class Context extends RouteTracker implements RequestContext {
   [CLOSERS]: Closer[] | undefined = undefined;
   userId: string | undefined = undefined;
   roles: readonly string[] | undefined = undefined;
   actorType: 'user' | 'service' | undefined = undefined;
+  requestIdHeader = REQUEST_ID_HEADER;
   #ip: string | undefined | null = null;
   readonly #req: RequestLike | undefined;
 
@@ -523,7 +529,7 @@ export function getRequestId(req?: object): string | undefined {
 
 /**
  * Headers that continue this request's trace on an outgoing call: `traceparent` (W3C) and the
- * request id. Empty outside a request. (With an OpenTelemetry SDK, its HTTP instrumentation
+ * request id, in the header `requestContext()` reads it from (`x-request-id` by default). Empty outside a request. (With an OpenTelemetry SDK, its HTTP instrumentation
  * injects `traceparent` itself; the values agree.)
  *
  * @example
@@ -531,7 +537,8 @@ export function getRequestId(req?: object): string | undefined {
  */
 export function traceHeaders(req?: object): Record<string, string> {
   const ctx = getContext(req);
-  return ctx === undefined ? {} : { traceparent: ctx.traceparent, 'x-request-id': ctx.requestId };
+  if (ctx === undefined) return {};
+  return { traceparent: ctx.traceparent, [ctx.requestIdHeader ?? REQUEST_ID_HEADER]: ctx.requestId };
 }
 
 /** Record who the caller is; `authenticate()` calls this. Ignored outside a request. */

@@ -34,6 +34,9 @@ describe.each(eachExpress)('requestContext() on %s', (_name, { express }) => {
       );
       res.json({ before, afterAwait, inTimer, inImmediate });
     });
+    a.get('/outgoing', (_req, res) => {
+      res.json(core.traceHeaders());
+    });
     a.post('/body', express.json(), (req, res) => {
       res.json({ id: core.getRequestId(), got: req.body });
     });
@@ -94,6 +97,22 @@ describe.each(eachExpress)('requestContext() on %s', (_name, { express }) => {
     const untrusting = app({ trustIncoming: false, generate: () => 'generated-1' });
     const res = await request(untrusting).get('/ctx').set('X-Request-Id', 'from-client').expect(200);
     expect(res.body.requestId).toBe('generated-1');
+  });
+
+  it('traceHeaders() sends the id in the header the request brought it in', async () => {
+    const byDefault = await request(app()).get('/outgoing').set('X-Request-Id', 'upstream-1').expect(200);
+    expect(Object.keys(byDefault.body as object).sort()).toEqual(['traceparent', 'x-request-id']);
+    expect(byDefault.body['x-request-id']).toBe('upstream-1');
+
+    const custom = app({ header: 'X-Correlation-Id' });
+    const res = await request(custom).get('/outgoing').set('X-Correlation-Id', 'upstream-2').expect(200);
+    expect(res.body).toEqual({
+      traceparent: expect.stringMatching(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/),
+      'x-correlation-id': 'upstream-2',
+    });
+    const generated = await request(custom).get('/outgoing').expect(200);
+    expect(generated.body['x-correlation-id']).toBe(generated.headers['x-correlation-id']);
+    expect(generated.body['x-request-id']).toBeUndefined();
   });
 
   it('keeps maxLength with a custom validator, and replaces unsafe ids from a custom generator', async () => {
