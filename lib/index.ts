@@ -116,6 +116,8 @@ export type {
   PasswordHashOptions,
   SelfOptions,
   MtlsOptions,
+  MtlsCredentials,
+  MtlsServer,
   MtlsServerOptions,
   MtlsForwardedOptions,
   ClientCertificate,

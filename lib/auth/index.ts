@@ -37,6 +37,8 @@ export {
 } from './guards.js';
 export type {
   MtlsOptions,
+  MtlsCredentials,
+  MtlsServer,
   MtlsServerOptions,
   MtlsForwardedOptions,
   ClientCertificate,

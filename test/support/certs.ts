@@ -48,6 +48,12 @@ export interface TestPki {
   expiredClient: KeyPair;
   /** Issued by `ca`, then revoked (listed in `crl`). */
   revokedClient: KeyPair;
+  /** Issue one more client certificate from `ca` (SAN URI `spiffe://caduceus/<cn>`); one call at a time. */
+  issueClient(cn: string): Promise<KeyPair>;
+  /** Issue a new server certificate for localhost from `ca` (a renewal). */
+  renewServer(): Promise<KeyPair>;
+  /** Revoke a certificate of `ca` and return a new CRL listing it and every one revoked before. */
+  revoke(pair: KeyPair): Promise<string>;
   /** Remove the directory. */
   cleanup(): Promise<void>;
 }
@@ -197,9 +203,14 @@ export async function createTestPki(): Promise<TestPki> {
       cn: 'revoked-service',
       san: 'URI:spiffe://caduceus/revoked',
     });
-    await openssl(['ca', '-batch', '-config', ca.cnf, '-revoke', revokedClient.certPath]);
     const crlPath = join(ca.dir, 'crl.pem');
-    await openssl(['ca', '-batch', '-config', ca.cnf, '-gencrl', '-out', crlPath]);
+    const revoke = async (pair: KeyPair): Promise<string> => {
+      await openssl(['ca', '-batch', '-config', ca.cnf, '-revoke', pair.certPath]);
+      await openssl(['ca', '-batch', '-config', ca.cnf, '-gencrl', '-out', crlPath]);
+      return readFile(crlPath, 'utf8');
+    };
+    const crl = await revoke(revokedClient);
+    let renewals = 0;
     const foreignClient = await issue(other, 'foreign', {
       cn: 'billing-service',
       san: 'URI:spiffe://caduceus/billing',
@@ -208,7 +219,7 @@ export async function createTestPki(): Promise<TestPki> {
       dir: root,
       ca: ca.pair,
       otherCa: other.pair,
-      crl: await readFile(crlPath, 'utf8'),
+      crl,
       server,
       client,
       dnsClient,
@@ -216,6 +227,10 @@ export async function createTestPki(): Promise<TestPki> {
       foreignClient,
       expiredClient,
       revokedClient,
+      issueClient: (cn) => issue(ca, cn, { cn, san: `URI:spiffe://caduceus/${cn}` }),
+      renewServer: () =>
+        issue(ca, `server-${String(++renewals)}`, { cn: 'localhost', extensions: 'server_ext' }),
+      revoke,
       cleanup: () => rm(root, { recursive: true, force: true }),
     };
   } catch (err) {

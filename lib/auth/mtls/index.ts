@@ -8,5 +8,5 @@ export { certificateThumbprint, clientCertificate, clientCertificateThumbprint }
 export type { MtlsForwardedOptions } from './forwarded.js';
 export type { MtlsOptions } from './middleware.js';
 export { mtls } from './middleware.js';
-export type { MtlsServerOptions } from './server.js';
+export type { MtlsCredentials, MtlsServer, MtlsServerOptions } from './server.js';
 export { createMtlsServer } from './server.js';

@@ -3,9 +3,11 @@
  * given CA, with renegotiation disabled and refused handshakes logged.
  */
 import type { X509Certificate } from 'node:crypto';
-import type { RequestListener } from 'node:http';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import https from 'node:https';
-import type { TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
+import { createSecureContext } from 'node:tls';
 import type { Settings } from '../../config/index.js';
 import { loadSettings } from '../../config/index.js';
 import { ConfigError, isError, readOptions } from '../../errors/index.js';
@@ -62,6 +64,53 @@ export interface MtlsServerOptions extends Pick<https.ServerOptions, PassThrough
   settings?: Settings;
 }
 
+/** What `updateCredentials()` replaces; what it leaves out stays as it is. */
+export interface MtlsCredentials {
+  /** New server certificate chain (PEM); give `key` with it. */
+  cert?: PemInput;
+  /** New server private key (PEM). */
+  key?: PemInput;
+  /** Passphrase of the new key. */
+  passphrase?: string;
+  /** New client CA certificate(s) (PEM): clients issued by a CA left out are refused from now on. */
+  ca?: PemInput;
+  /** New certificate revocation list(s) (PEM), or `null` to check no CRL any more. */
+  crl?: PemInput | null;
+  /**
+   * New session ticket keys (48 bytes). Required with `ca` or `crl` when the server was given
+   * `ticketKeys`: a session resumed from a ticket of the old keys keeps its old verdict.
+   */
+  ticketKeys?: Buffer;
+}
+
+/** The https server `createMtlsServer()` returns. */
+export interface MtlsServer extends https.Server {
+  /**
+   * Replace the server certificate, the client CAs or the CRL without a restart. New handshakes use
+   * them at once, and every connection made before is closed — idle ones now, busy ones after their
+   * current answer (`Connection: close`) — so each client is checked again under the new
+   * credentials: a certificate revoked in the new CRL gets no further request through. Invalid
+   * input throws a `ConfigError` and the current credentials stay.
+   *
+   * @example
+   * fs.watchFile(crlPath, () => server.updateCredentials({ crl: fs.readFileSync(crlPath) }));
+   */
+  updateCredentials(update: Readonly<MtlsCredentials>): void;
+}
+
+const CREDENTIALS_KNOWN = [
+  'cert',
+  'key',
+  'passphrase',
+  'ca',
+  'crl',
+  'ticketKeys',
+] as const satisfies readonly (keyof MtlsCredentials)[];
+
+/** The response a connection is answering (or answered last): set per request, read on an update. */
+const CURRENT = Symbol('caduceus.mtls.current');
+type TrackedSocket = Socket & { [CURRENT]?: ServerResponse };
+
 // prettier-ignore
 const SERVER_KNOWN = [
   'cert', 'key', 'ca', 'crl', 'rejectUnauthorized', 'minVersion', 'maxVersion', 'logger', 'settings',
@@ -71,31 +120,27 @@ const SERVER_KNOWN = [
 ] as const satisfies readonly (keyof MtlsServerOptions)[];
 const TLS_VERSIONS: readonly string[] = ['TLSv1.2', 'TLSv1.3'];
 
-function checkServerOptions(options: Readonly<Partial<MtlsServerOptions>>): void {
-  for (const name of ['cert', 'key', 'ca'] as const) {
-    if (!isPemInput(options[name]))
-      throw ConfigError.option(
-        'createMtlsServer',
-        name,
-        'PEM text (string or Buffer, or an array)',
-        options[name],
-      );
+/** `cert`, `key`, `ca` (required unless `partial`) and `crl` are PEM; `ca` holds a certificate. */
+function checkPem(where: string, options: Readonly<MtlsCredentials>, partial: boolean): void {
+  for (const name of ['cert', 'key', 'ca', 'crl'] as const) {
+    const value = options[name];
+    const optional = partial || name === 'crl';
+    if (optional && (value === undefined || (name === 'crl' && value === null && partial))) continue;
+    if (!isPemInput(value))
+      throw ConfigError.option(where, name, 'PEM text (string or Buffer, or an array)', value);
   }
-  if (options.crl !== undefined && !isPemInput(options.crl))
-    throw ConfigError.option(
-      'createMtlsServer',
-      'crl',
-      'PEM text (string or Buffer, or an array)',
-      options.crl,
-    );
+  if (options.ca === undefined) return;
   let cas: X509Certificate[];
   try {
-    cas = certificatesIn(options.ca as PemInput);
+    cas = certificatesIn(options.ca);
   } catch {
     cas = [];
   }
-  if (cas.length === 0)
-    throw ConfigError.option('createMtlsServer', 'ca', 'PEM CA certificate(s)', options.ca);
+  if (cas.length === 0) throw ConfigError.option(where, 'ca', 'PEM CA certificate(s)', options.ca);
+}
+
+function checkServerOptions(options: Readonly<Partial<MtlsServerOptions>>): void {
+  checkPem('createMtlsServer', options, false);
   if (options.rejectUnauthorized !== undefined && typeof options.rejectUnauthorized !== 'boolean')
     throw ConfigError.option(
       'createMtlsServer',
@@ -141,7 +186,7 @@ function logHandshakeFailure(logger: Logger, err: Error & { code?: string }, soc
  * const server = core.createMtlsServer(app, { cert, key, ca, crl });
  * server.listen(8443);
  */
-export function createMtlsServer(app: RequestListener, input: Readonly<MtlsServerOptions>): https.Server {
+export function createMtlsServer(app: RequestListener, input: Readonly<MtlsServerOptions>): MtlsServer {
   if (typeof app !== 'function')
     throw ConfigError.option('createMtlsServer', 'app', 'a request listener (an Express app)', app);
   const options = readOptions<MtlsServerOptions>('createMtlsServer', input, SERVER_KNOWN);
@@ -151,24 +196,96 @@ export function createMtlsServer(app: RequestListener, input: Readonly<MtlsServe
   // Copies: the caller's arrays are never handed to node:tls.
   const pem = { cert: pemList(cert), key: pemList(key), ca: pemList(ca), crl: crl && pemList(crl) };
   const logger = given ?? createLogger('mtls', { settings: settings ?? loadSettings(process.env) });
+  let context: SecureContextOptions = { ...tls, ...pem, minVersion };
   let server: https.Server;
   try {
-    server = https.createServer({ ...tls, ...pem, requestCert: true, rejectUnauthorized, minVersion }, app);
+    server = https.createServer({ ...context, requestCert: true, rejectUnauthorized }, app);
   } catch (err) {
-    const detail = isError(err) ? err.message : String(err);
-    throw new ConfigError(`createMtlsServer: the TLS options were refused (${detail})`, [
-      {
-        name: 'options',
-        expected: 'valid cert, key, ca, crl and TLS settings',
-        received: 'refused by node:tls',
-      },
-    ]);
+    throw refused('createMtlsServer', 'valid cert, key, ca, crl and TLS settings', err);
   }
+  const sockets = new Set<TrackedSocket>();
   server.on('secureConnection', (socket: TLSSocket) => {
     socket.disableRenegotiation();
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+    (req.socket as TrackedSocket)[CURRENT] = res;
   });
   server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
     logHandshakeFailure(logger, err, socket);
   });
-  return server;
+  const mtlsServer = server as MtlsServer;
+  mtlsServer.updateCredentials = (update) => {
+    const next = nextContext(context, update);
+    server.setSecureContext(next);
+    context = next;
+    const changed = CREDENTIALS_KNOWN.filter((name) => update[name] !== undefined);
+    logger.info('mtls: credentials updated; connections made before are closed', {
+      updated: changed,
+      connections: sockets.size,
+    });
+    for (const socket of sockets) recycle(socket);
+    sockets.clear();
+  };
+  return mtlsServer;
+}
+
+function refused(where: string, expected: string, err: unknown): ConfigError {
+  const detail = isError(err) ? err.message : String(err);
+  return new ConfigError(`${where}: the TLS options were refused (${detail})`, [
+    { name: 'options', expected, received: 'refused by node:tls' },
+  ]);
+}
+
+/** The current context with `update` applied, checked by building it (nothing is changed on a throw). */
+function nextContext(current: SecureContextOptions, input: Readonly<MtlsCredentials>): SecureContextOptions {
+  const update = readOptions<MtlsCredentials>('updateCredentials', input, CREDENTIALS_KNOWN);
+  checkPem('updateCredentials', update, true);
+  if (CREDENTIALS_KNOWN.every((name) => update[name] === undefined))
+    throw ConfigError.option('updateCredentials', 'update', `one of ${CREDENTIALS_KNOWN.join(', ')}`, input);
+  if (update.passphrase !== undefined && typeof update.passphrase !== 'string')
+    throw ConfigError.option('updateCredentials', 'passphrase', 'a string', update.passphrase);
+  if (
+    update.ticketKeys !== undefined &&
+    !(Buffer.isBuffer(update.ticketKeys) && update.ticketKeys.length === 48)
+  )
+    throw ConfigError.option('updateCredentials', 'ticketKeys', 'a 48-byte Buffer', update.ticketKeys);
+  // Without keys of the caller's, each context gets random ones and old tickets die with it.
+  if (
+    current.ticketKeys !== undefined &&
+    update.ticketKeys === undefined &&
+    (update.ca !== undefined || update.crl !== undefined)
+  )
+    throw ConfigError.option(
+      'updateCredentials',
+      'ticketKeys',
+      'new keys with a new ca or crl (the server has ticketKeys of its own: a session resumed with the old ones would skip the new check)',
+      undefined,
+    );
+  const next: SecureContextOptions = { ...current };
+  if (update.cert !== undefined) next.cert = pemList(update.cert);
+  if (update.key !== undefined) next.key = pemList(update.key);
+  if (update.passphrase !== undefined) next.passphrase = update.passphrase;
+  if (update.ticketKeys !== undefined) next.ticketKeys = update.ticketKeys;
+  if (update.ca !== undefined) next.ca = pemList(update.ca);
+  if (update.crl === null) delete next.crl;
+  else if (update.crl !== undefined) next.crl = pemList(update.crl);
+  try {
+    createSecureContext(next);
+  } catch (err) {
+    throw refused('updateCredentials', 'valid cert, key, ca and crl', err);
+  }
+  return next;
+}
+
+/** Close a connection admitted under the old credentials: now if idle, after its answer if busy. */
+function recycle(socket: TrackedSocket): void {
+  const res = socket[CURRENT];
+  if (res === undefined || res.writableFinished) socket.destroy();
+  else if (!res.headersSent) res.setHeader('Connection', 'close');
+  else
+    res.once('finish', () => {
+      socket.destroySoon();
+    });
 }
