@@ -1,7 +1,13 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { performance } from 'node:perf_hooks';
 import type { LogLevel } from '../config/index.js';
-import { CONTEXT_KEY, onResponseClose, routeTemplateOf, storage } from '../context/store.js';
+import {
+  ACCESS_LOG_START,
+  CONTEXT_KEY,
+  onResponseClose,
+  routeTemplateOf,
+  storage,
+} from '../context/store.js';
 import type { RequestContext } from '../context/store.js';
 import { ConfigError, readOptions } from '../errors/index.js';
 import type { Logger, LoggerOptions } from './create-logger.js';
@@ -71,6 +77,10 @@ export function routeOf(req: Request): string | undefined {
 
 /** On the response while its access line is pending: when the request started (performance.now()). */
 const STARTED = Symbol('caduceus.accessLog.started');
+/** What the access log keeps on a request's context (see `ACCESS_LOG_START`). */
+interface Pending {
+  [ACCESS_LOG_START]?: number | undefined;
+}
 
 /**
  * One access-log line per request when the response finishes (or the client goes away): method,
@@ -99,12 +109,18 @@ export function logging(input: Readonly<LoggingOptions> = {}): RequestHandler {
   // Built once: `this` is the response, so no closure is allocated per request (`once` wraps it).
   function onDone(this: Response): void {
     const res = this as unknown as Record<symbol, number | undefined> & Response;
-    const start = res[STARTED];
-    if (start === undefined) return;
-    res[STARTED] = undefined;
     const req = this.req;
     // The context pinned to the request, never whatever async context 'close' happens to run in.
-    const ctx = (req as unknown as Record<symbol, RequestContext | undefined>)[CONTEXT_KEY];
+    const ctx = (req as unknown as Record<symbol, (RequestContext & Pending) | undefined>)[CONTEXT_KEY];
+    // Pending on the context (or, without one, on the response); the first logging() to get here
+    // writes the line, any other finds nothing pending.
+    let start = ctx?.[ACCESS_LOG_START];
+    if (start !== undefined) (ctx as Pending)[ACCESS_LOG_START] = undefined;
+    else {
+      start = res[STARTED];
+      if (start === undefined) return;
+      res[STARTED] = undefined;
+    }
     const durationMs = Math.round((performance.now() - start) * 1000) / 1000;
     const status = this.headersSent ? this.statusCode : 0;
     const slow = durationMs > slowMs;
@@ -161,8 +177,9 @@ export function logging(input: Readonly<LoggingOptions> = {}): RequestHandler {
       next();
       return;
     }
-    const ctx = (req as unknown as Record<symbol, RequestContext | undefined>)[CONTEXT_KEY];
-    (res as unknown as Record<symbol, number>)[STARTED] = ctx === undefined ? performance.now() : ctx.startHr;
+    const ctx = (req as unknown as Record<symbol, (RequestContext & Pending) | undefined>)[CONTEXT_KEY];
+    if (ctx === undefined) (res as unknown as Record<symbol, number>)[STARTED] = performance.now();
+    else ctx[ACCESS_LOG_START] = ctx.startHr;
     // Every response emits 'close' once: after 'finish', or when the client goes away. The listener
     // stays (it goes with the response); `onDone` itself runs its body only once.
     onResponseClose(req, res, onDone);

@@ -19,12 +19,8 @@ const EXPECTED: Readonly<Record<string, string>> = {
   'referrer-policy': 'no-referrer',
   'cross-origin-resource-policy': 'same-origin',
   'cross-origin-opener-policy': 'same-origin',
-  'origin-agent-cluster': '?1',
   'x-content-type-options': 'nosniff',
-  'x-dns-prefetch-control': 'off',
-  'x-download-options': 'noopen',
   'x-permitted-cross-domain-policies': 'none',
-  'x-xss-protection': '0',
   'cache-control': 'no-store',
   'permissions-policy': core.DEFAULT_PERMISSIONS_POLICY,
 };
@@ -134,6 +130,26 @@ describe.each(eachExpress)('%s: security headers', (_name, variant) => {
     const res = await request(app(variant, { helmet: { strictTransportSecurity: false } })).get('/ok');
     const { 'strict-transport-security': _hsts, ...rest } = EXPECTED;
     expect(securityHeaders(res)).toEqual(rest);
+  });
+
+  it('helmet: { xXssProtection: true, … } brings back the four legacy headers the preset leaves out', async () => {
+    const res = await request(
+      app(variant, {
+        helmet: {
+          xXssProtection: true,
+          xDownloadOptions: true,
+          xDnsPrefetchControl: true,
+          originAgentCluster: true,
+        },
+      }),
+    ).get('/ok');
+    expect(securityHeaders(res)).toEqual({
+      ...EXPECTED,
+      'x-xss-protection': '0',
+      'x-download-options': 'noopen',
+      'x-dns-prefetch-control': 'off',
+      'origin-agent-cluster': '?1',
+    });
   });
 
   // The preset's `useDefaults: false` must survive an override that only gives directives:
