@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import * as core from '../../lib/index';
 import type { HttpsReply, KeyPair, TestPki } from '../support/certs';
-import { createTestPki } from '../support/certs';
+import { createTestPki, httpsGet } from '../support/certs';
 import type { CapturedLogger } from '../support/logs';
 import { captureLogger } from '../support/logs';
 import { eachExpress } from '../support/express';
@@ -86,43 +86,8 @@ describe.each(eachExpress)('createMtlsServer().updateCredentials() on %s', (_nam
         agents.push(agent);
         return agent;
       },
-      get: (
-        path: string,
-        as: KeyPair,
-        agent?: https.Agent,
-      ): Promise<HttpsReply & { connection?: string; serverSerial: string; reused: boolean }> =>
-        new Promise((resolve, reject) => {
-          const req = https.get(
-            {
-              host: '127.0.0.1',
-              port,
-              path,
-              ca: pki.ca.cert,
-              cert: as.cert,
-              key: as.key,
-              agent: agent ?? false,
-            },
-            (res) => {
-              // Read now: a kept-alive socket is detached from the response at its end.
-              const socket = res.socket as TLSSocket;
-              const serverSerial = socket.getPeerCertificate().serialNumber;
-              const reused = socket.isSessionReused();
-              let text = '';
-              res.setEncoding('utf8');
-              res.on('data', (chunk: string) => (text += chunk));
-              res.on('end', () => {
-                resolve({
-                  status: res.statusCode ?? 0,
-                  body: JSON.parse(text) as Record<string, unknown>,
-                  connection: res.headers.connection,
-                  serverSerial,
-                  reused,
-                });
-              });
-            },
-          );
-          req.on('error', reject);
-        }),
+      get: (path: string, as: KeyPair, agent?: https.Agent): Promise<HttpsReply> =>
+        httpsGet(pki.ca.cert, port, path, { as, agent }),
       port,
     };
   }

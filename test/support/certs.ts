@@ -5,6 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import https from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -255,6 +256,12 @@ export async function opensslFingerprint(certPath: string): Promise<string> {
 
 export interface HttpsReply {
   status: number;
+  /** The `Connection` response header (`close` when the server ends the connection after it). */
+  connection: string | undefined;
+  /** Serial number of the certificate the server presented. */
+  serverSerial: string;
+  /** Whether the TLS session was resumed rather than negotiated in full. */
+  reused: boolean;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed JSON, read by assertions (like supertest's body)
   body: Record<string, any>;
 }
@@ -286,11 +293,21 @@ export function httpsGet(
         headers: options.headers,
       },
       (res) => {
+        // Read now: a kept-alive socket is detached from the response at its end.
+        const socket = res.socket as TLSSocket;
+        const serverSerial = socket.getPeerCertificate().serialNumber;
+        const reused = socket.isSessionReused();
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => (text += chunk));
         res.on('end', () => {
-          resolve({ status: res.statusCode ?? 0, body: text === '' ? {} : JSON.parse(text) });
+          resolve({
+            status: res.statusCode ?? 0,
+            connection: res.headers.connection,
+            serverSerial,
+            reused,
+            body: text === '' ? {} : JSON.parse(text),
+          });
         });
         res.on('error', reject);
       },
