@@ -27,6 +27,19 @@ afterEach(async () => {
   await proxy.close();
 });
 
+/** Flags seeded with `beta` on, reaching Redis through the proxy, ready, with their log. */
+async function behindProxy() {
+  const log = captureLogger('flags');
+  const flags = scope.open({
+    prefix: scope.prefix(),
+    redis: `redis://127.0.0.1:${proxy.port}`,
+    log,
+    flags: { beta: { enabled: true } },
+  });
+  await flags.ready();
+  return { flags, log };
+}
+
 async function expectUnavailable(write: Promise<unknown>, withinMs: number): Promise<void> {
   const start = Date.now();
   const err = (await write.then(
@@ -89,15 +102,7 @@ it('cut: last known flags serve, writes 503 at once, one outage line; back: relo
 });
 
 it('a clean hang-up (no error on the socket) is an outage from the moment the line drops', async () => {
-  const prefix = scope.prefix();
-  const log = captureLogger('flags');
-  const flags = scope.open({
-    prefix,
-    redis: `redis://127.0.0.1:${proxy.port}`,
-    log,
-    flags: { beta: { enabled: true } },
-  });
-  await flags.ready();
+  const { flags, log } = await behindProxy();
 
   await proxy.hangUp();
   const down = await within(
@@ -120,15 +125,7 @@ it('a clean hang-up (no error on the socket) is an outage from the moment the li
 });
 
 it('a silent partition: evaluations never wait, writes fail within the command timeout, recovery on restore', async () => {
-  const prefix = scope.prefix();
-  const log = captureLogger('flags');
-  const frozen = scope.open({
-    prefix,
-    redis: `redis://127.0.0.1:${proxy.port}`,
-    log,
-    flags: { beta: { enabled: true } },
-  });
-  await frozen.ready();
+  const { flags: frozen, log } = await behindProxy();
 
   await proxy.freeze();
   // The client still thinks it is connected: the write waits for the 1 s command timeout, no more.
