@@ -174,10 +174,10 @@ type Closer = (this: ServerResponse) => void;
  */
 export const ACCESS_LOG_START = Symbol.for('caduceus.context.accessLogStart');
 
-/** Concrete context: a class so every request's object has the same shape (fast property access). */
 /** The request id's header unless `requestContext({ header })` names another. */
 export const REQUEST_ID_HEADER = 'x-request-id';
 
+/** Concrete context: a class so every request's object has the same shape (fast property access). */
 export class Context extends RouteTracker implements RequestContext {
   [CLOSERS]: Closer[] | undefined = undefined;
   [ACCESS_LOG_START]: number | undefined = undefined;
@@ -538,8 +538,9 @@ export function getRequestId(req?: object): string | undefined {
 
 /**
  * Headers that continue this request's trace on an outgoing call: `traceparent` (W3C) and the
- * request id, in the header `requestContext()` reads it from (`x-request-id` by default). Empty outside a request. (With an OpenTelemetry SDK, its HTTP instrumentation
- * injects `traceparent` itself; the values agree.)
+ * request id, in the header `requestContext()` reads it from (`x-request-id` by default). Empty
+ * outside a request. (With an OpenTelemetry SDK, its HTTP instrumentation injects `traceparent`
+ * itself; the values agree.)
  *
  * @example
  * await fetch(labUrl, { headers: { ...core.traceHeaders(), accept: 'application/json' } });

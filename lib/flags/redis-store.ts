@@ -97,8 +97,8 @@ export class RedisFlagStore implements FlagStore {
     this.#outage(err);
   };
   /**
-   * A connection closed by the peer (a reset, a restart) emits no 'error' until a reconnect
-   * attempt fails, which may be seconds later: the outage starts here.
+   * A connection the peer closes cleanly (a restart, a proxy hanging up) emits no 'error' until a
+   * reconnect attempt fails, 200 ms or more later: the outage starts when the line drops.
    */
   readonly #onClose = (): void => {
     this.#outage(CONNECTION_CLOSED);
