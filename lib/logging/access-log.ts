@@ -112,15 +112,16 @@ export function logging(input: Readonly<LoggingOptions> = {}): RequestHandler {
     const req = this.req;
     // The context pinned to the request, never whatever async context 'close' happens to run in.
     const ctx = (req as unknown as Record<symbol, (RequestContext & Pending) | undefined>)[CONTEXT_KEY];
-    // Pending on the context (or, without one, on the response); the first logging() to get here
-    // writes the line, any other finds nothing pending.
+    // Pending on the context (or on the response, for a logging() that ran before any context);
+    // the first logging() to get here takes both and writes the one line, any other finds none.
     let start = ctx?.[ACCESS_LOG_START];
     if (start !== undefined) (ctx as Pending)[ACCESS_LOG_START] = undefined;
-    else {
-      start = res[STARTED];
-      if (start === undefined) return;
+    const own = res[STARTED];
+    if (own !== undefined) {
       res[STARTED] = undefined;
+      start ??= own;
     }
+    if (start === undefined) return;
     const durationMs = Math.round((performance.now() - start) * 1000) / 1000;
     const status = this.headersSent ? this.statusCode : 0;
     const slow = durationMs > slowMs;

@@ -43,6 +43,28 @@ describe.each(eachExpress)('logging() on %s', (_name, { express }) => {
     return { app, captured };
   }
 
+  it('writes one line per request when logging() runs both before and after requestContext()', async () => {
+    const outer = captureLogger('http');
+    const inner = captureLogger('http');
+    const app = express();
+    app.use(
+      core.logging({ logger: outer.logger }),
+      core.requestContext(),
+      core.logging({ logger: inner.logger }),
+    );
+    app.get('/twice', (_req, res) => {
+      setTimeout(() => res.json({ ok: true }), 20);
+    });
+    for (let i = 0; i < 3; i++) await request(app).get('/twice').expect(200);
+    await new Promise((r) => setTimeout(r, 30));
+    const lines = [...outer.lines(), ...inner.lines()].filter((l) => l.message === 'request completed');
+    expect(lines).toHaveLength(3);
+    for (const line of lines) {
+      expect(line).toMatchObject({ route: '/twice', status: 200 });
+      expect(line.duration_ms).toBeGreaterThanOrEqual(15);
+    }
+  });
+
   it('writes one line per request with route template, status, duration, bytes, ids, ip and user agent', async () => {
     const { app, captured } = build();
     await request(app)
