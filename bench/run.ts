@@ -14,7 +14,9 @@ import type { CaduceusBuild } from './support/build.js';
 import { snapshot, waitForQuiet, windowCpu } from './support/cpu-meter.js';
 import type { CpuSnapshot } from './support/cpu-meter.js';
 import { formatDifference, formatSummary, summarise } from './support/cpu-profile.js';
-import type { CpuProfile, ProfileSummary } from './support/cpu-profile.js';
+import type { CpuProfile, ProfileSummary, ProfileUnit } from './support/cpu-profile.js';
+import type { HeapProfile } from './support/heap-profile.js';
+import { asCpuProfile } from './support/heap-profile.js';
 import { formatCounts } from './metrics/counts.js';
 import { parseOptions, usage } from './support/options.js';
 import type { BenchOptions } from './support/options.js';
@@ -317,18 +319,23 @@ async function profile(
   const name = `${stamp()}-${options.suite}`;
   const summaries = new Map<string, ProfileSummary>();
   const report: string[] = [];
+  const heap = options.profileKind === 'heap';
+  const unit: ProfileUnit = heap ? 'B' : 'µs';
+  const extension = heap ? 'heapprofile' : 'cpuprofile';
   for (const v of variants) {
-    const file = join(dir, `${name}-${v.name}.cpuprofile`);
+    const file = join(dir, `${name}-${v.name}.${extension}`);
     if (options.idleWait > 0) await waitForQuiet(options.idleWait, options.idleThreshold);
     console.log(
-      `profiling ${v.name}: ${options.warmup}s warm-up, then ${options.duration}s sampled every ${options.profileInterval} µs`,
+      heap
+        ? `profiling ${v.name}'s allocations: ${options.warmup}s warm-up, then ${options.duration}s sampled every 512 bytes`
+        : `profiling ${v.name}: ${options.warmup}s warm-up, then ${options.duration}s sampled every ${options.profileInterval} µs`,
     );
     const server = await startServer({
       script: v.script,
       pin: p.server,
       env: {
         ...run.env,
-        BENCH_CPU_PROFILE: file,
+        ...(heap ? { BENCH_HEAP_PROFILE: file } : { BENCH_CPU_PROFILE: file }),
         BENCH_CPU_PROFILE_INTERVAL: String(options.profileInterval),
       },
       stdin: true,
@@ -352,26 +359,25 @@ async function profile(
     }
     if (load.non2xx + load.errors > 0)
       console.log(`⚠ ${v.name}: ${load.non2xx} non-2xx responses and ${load.errors} errors while profiled`);
-    const summary = summarise(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, load.requests, {
-      root: ROOT,
-      caduceusFile: built,
-    });
+    const raw = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile | HeapProfile;
+    const profiled = heap ? asCpuProfile(raw as HeapProfile) : (raw as CpuProfile);
+    const summary = summarise(profiled, load.requests, { root: ROOT, caduceusFile: built });
     summaries.set(v.name, summary);
-    const text = `${v.name}: ${load.requestsPerSec.toFixed(0)} req/s while profiled (${file})\n${formatSummary(summary, options.top)}\n`;
+    const text = `${v.name}: ${load.requestsPerSec.toFixed(0)} req/s while profiled (${file})\n${formatSummary(summary, options.top, unit)}\n`;
     report.push(text);
     console.log(`\n${text}`);
   }
   const base = summaries.get(options.baseline);
   for (const [variant, summary] of summaries) {
     if (base === undefined || variant === options.baseline) continue;
-    const text = formatDifference(variant, summary, options.baseline, base, options.top);
+    const text = formatDifference(variant, summary, options.baseline, base, options.top, unit);
     report.push(text);
     console.log(`${text}\n`);
   }
   const file = join(dir, `${name}.txt`);
   writeFileSync(file, `caduceus from ${note}\n\n${report.join('\n')}\n`);
   console.log(
-    `profiles: ${dir}/${name}-*.cpuprofile (open in Chrome DevTools → Performance); this report: ${file}`,
+    `profiles: ${dir}/${name}-*.${extension} (open in Chrome DevTools → ${heap ? 'Memory' : 'Performance'}); this report: ${file}`,
   );
 }
 

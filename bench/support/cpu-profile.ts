@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { SourceMap } from 'node:module';
 import { dirname, relative, resolve, sep } from 'node:path';
 
-interface CallFrame {
+export interface CallFrame {
   functionName: string;
   url: string;
   lineNumber: number;
@@ -202,26 +202,35 @@ const IDLE = '(idle)';
 const busyOf = (summary: ProfileSummary): number =>
   summary.totalUs - (summary.selfByCategory.find((r) => r.name === IDLE)?.us ?? 0);
 
-export function formatSummary(summary: ProfileSummary, top: number): string {
+/**
+ * What a profile's weights are: CPU time in µs, or (a heap profile read through `asCpuProfile`)
+ * bytes allocated.
+ */
+export type ProfileUnit = 'µs' | 'B';
+
+export function formatSummary(summary: ProfileSummary, top: number, unit: ProfileUnit = 'µs'): string {
   const { totalUs, requests } = summary;
   const busy = busyOf(summary);
-  const perReq = (us: number): string => (requests > 0 ? (us / requests).toFixed(2) : 'n/a').padStart(8);
+  const perReq = (us: number): string =>
+    (requests > 0 ? (us / requests).toFixed(unit === 'B' ? 0 : 2) : 'n/a').padStart(8);
   const share = (us: number): string => `${((100 * us) / busy).toFixed(1)}%`.padStart(7);
   const table = (title: string, rows: readonly Row[]): string[] =>
     rows.length === 0
       ? []
       : [
           '',
-          title,
-          `${'µs/req'.padStart(8)} ${'of busy'.padStart(7)}  name`,
+          title.replace('time', unit === 'B' ? 'allocation' : 'time'),
+          `${`${unit}/req`.padStart(8)} ${(unit === 'B' ? 'of all' : 'of busy').padStart(7)}  name`,
           ...rows
             .filter((r) => !r.name.startsWith(IDLE))
             .slice(0, top)
             .map((r) => `${perReq(r.us)} ${share(r.us)}  ${r.name}`),
         ];
   return [
-    `profiled ${(totalUs / 1000).toFixed(0)} ms, main thread busy ${(busy / 1000).toFixed(0)} ms (idle ${(((totalUs - busy) / totalUs) * 100).toFixed(0)}%), ` +
-      `${requests} requests → ${perReq(busy).trim()} µs of main-thread CPU per request`,
+    unit === 'B'
+      ? `sampled ${(totalUs / 2 ** 20).toFixed(1)} MiB of allocations (objects collected by GC included), ${requests} requests → ${perReq(busy).trim()} bytes allocated per request`
+      : `profiled ${(totalUs / 1000).toFixed(0)} ms, main thread busy ${(busy / 1000).toFixed(0)} ms (idle ${(((totalUs - busy) / totalUs) * 100).toFixed(0)}%), ` +
+        `${requests} requests → ${perReq(busy).trim()} µs of main-thread CPU per request`,
     ...table('Self time by package', summary.selfByCategory),
     ...table(
       'Who the time is for: each sample charged to the innermost caduceus / express / router / app frame above it',
@@ -242,6 +251,7 @@ export function formatDifference(
   baselineName: string,
   baseline: ProfileSummary,
   top: number,
+  unit: ProfileUnit = 'µs',
 ): string {
   const perRequest = (rows: readonly Row[], requests: number): Map<string, number> =>
     new Map(rows.filter((r) => !r.name.startsWith(IDLE)).map((r) => [r.name, r.us / requests]));
@@ -256,20 +266,26 @@ export function formatDifference(
   const table = (title: string, rows: [string, number, number][]): string[] => [
     '',
     title,
-    `${'+µs/req'.padStart(8)} ${name.slice(0, 14).padStart(14)} ${baselineName.slice(0, 14).padStart(14)}  name`,
+    `${`+${unit}/req`.padStart(8)} ${name.slice(0, 14).padStart(14)} ${baselineName.slice(0, 14).padStart(14)}  name`,
     ...rows
       .slice(0, top)
       .map(
         ([n, a, b]) =>
-          `${(a - b >= 0 ? '+' : '') + (a - b).toFixed(2).padStart(7)} ${a.toFixed(2).padStart(14)} ${b.toFixed(2).padStart(14)}  ${n}`,
+          `${(a - b >= 0 ? '+' : '') + (a - b).toFixed(digits).padStart(7)} ${a.toFixed(digits).padStart(14)} ${b.toFixed(digits).padStart(14)}  ${n}`,
       ),
   ];
+  const digits = unit === 'B' ? 0 : 2;
   const mine = busyOf(summary) / summary.requests;
   const theirs = busyOf(baseline) / baseline.requests;
   return [
-    `${name} vs ${baselineName}: ${mine.toFixed(1)} vs ${theirs.toFixed(1)} µs of main-thread CPU per request (+${(mine - theirs).toFixed(1)}, ` +
-      `so at most ${(theirs / mine).toFixed(2)}× the baseline's throughput when the CPU is the limit)`,
+    unit === 'B'
+      ? `${name} vs ${baselineName}: ${mine.toFixed(0)} vs ${theirs.toFixed(0)} bytes allocated per request (+${(mine - theirs).toFixed(0)})`
+      : `${name} vs ${baselineName}: ${mine.toFixed(1)} vs ${theirs.toFixed(1)} µs of main-thread CPU per request (+${(mine - theirs).toFixed(1)}, ` +
+        `so at most ${(theirs / mine).toFixed(2)}× the baseline's throughput when the CPU is the limit)`,
     ...table('By owner', diff(summary.byOwner, baseline.byOwner)),
-    ...table('By function (self time)', diff(summary.selfByFunction, baseline.selfByFunction)),
+    ...table(
+      unit === 'B' ? 'By function (self allocation)' : 'By function (self time)',
+      diff(summary.selfByFunction, baseline.selfByFunction),
+    ),
   ].join('\n');
 }

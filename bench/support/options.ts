@@ -35,6 +35,8 @@ export interface BenchOptions {
   retries: number;
   /** Variants to CPU-profile instead of benchmarking. */
   profile: readonly string[] | undefined;
+  /** What `profile` samples: CPU time (µs per request) or allocations (bytes per request). */
+  profileKind: 'cpu' | 'heap';
   /** V8 sampling interval for profiles, microseconds. */
   profileInterval: number;
   /** Lines of the profile report per section. */
@@ -99,6 +101,11 @@ const SPECS: readonly Spec[] = [
     key: 'profile',
     flag: 'profile',
     help: 'comma-separated variants to CPU-profile under load instead of benchmarking',
+  },
+  {
+    key: 'profileKind',
+    flag: 'profile-kind',
+    help: "cpu (default): V8's CPU sampler, µs per request; heap: its sampling heap profiler, bytes allocated per request (collected objects included)",
   },
   {
     key: 'profileInterval',
@@ -193,6 +200,7 @@ export function parseOptions(
     maxOthers: num('max-others', 0.1, false, true),
     retries: num('retries', 2, true, true),
     profile: list(read('profile')),
+    profileKind: oneOf('profile-kind', read('profile-kind') ?? 'cpu', ['cpu', 'heap']),
     profileInterval: num('profile-interval', 200, true),
     top: num('top', 25, true),
     help,

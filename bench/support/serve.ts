@@ -16,10 +16,17 @@ export interface ServeOptions {
   shutdown?: () => Promise<Record<string, unknown>> | Record<string, unknown>;
 }
 
-/** Profiling on demand: with BENCH_CPU_PROFILE set, `profile-start` on stdin starts the V8 sampler. */
+/**
+ * Profiling on demand: with BENCH_CPU_PROFILE (or BENCH_HEAP_PROFILE) set, `profile-start` on stdin
+ * starts V8's CPU sampler (or its sampling heap profiler, counting objects that GC collected as
+ * well, so the profile is every allocation, not what survived).
+ */
 function profiler(): { stop(): Promise<void> } | undefined {
-  const output = process.env.BENCH_CPU_PROFILE;
+  const cpu = process.env.BENCH_CPU_PROFILE;
+  const heap = process.env.BENCH_HEAP_PROFILE;
+  const output = cpu === undefined || cpu === '' ? heap : cpu;
   if (output === undefined || output === '') return undefined;
+  const onHeap = output === heap;
   const interval = Number(process.env.BENCH_CPU_PROFILE_INTERVAL ?? '200');
   const session = new Session();
   session.connect();
@@ -29,9 +36,18 @@ function profiler(): { stop(): Promise<void> } | undefined {
     if (line.trim() !== 'profile-start' || started) return;
     started = true;
     void (async () => {
-      await session.post('Profiler.enable');
-      await session.post('Profiler.setSamplingInterval', { interval });
-      await session.post('Profiler.start');
+      if (onHeap) {
+        await session.post('HeapProfiler.enable');
+        await session.post('HeapProfiler.startSampling', {
+          samplingInterval: 512,
+          includeObjectsCollectedByMajorGC: true,
+          includeObjectsCollectedByMinorGC: true,
+        });
+      } else {
+        await session.post('Profiler.enable');
+        await session.post('Profiler.setSamplingInterval', { interval });
+        await session.post('Profiler.start');
+      }
       process.stdout.write('PROFILING\n');
     })();
   });
@@ -39,7 +55,9 @@ function profiler(): { stop(): Promise<void> } | undefined {
     async stop() {
       lines.close();
       if (!started) return;
-      const { profile } = await session.post('Profiler.stop');
+      const { profile } = onHeap
+        ? await session.post('HeapProfiler.stopSampling')
+        : await session.post('Profiler.stop');
       writeFileSync(output, JSON.stringify(profile));
       session.disconnect();
     },
