@@ -8,6 +8,7 @@ import {
   CONTEXT_KEY,
   Context,
   patchRequestPrototype,
+  pinnedContext,
   REQUEST_ID_HEADER,
   storage,
 } from './store.js';
@@ -152,7 +153,7 @@ export function requestContext(input: Readonly<RequestContextOptions> = {}): Req
             performance.now(),
           );
     const holder = req as unknown as Record<symbol, RequestContext | undefined>;
-    const previous = holder[CONTEXT_KEY];
+    const previous = pinnedContext(req);
     if (ownHeader) ctx.requestIdHeader = header;
     if (previous !== undefined) adoptClosers(ctx, previous);
     holder[CONTEXT_KEY] = ctx;

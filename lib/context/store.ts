@@ -520,12 +520,21 @@ export function patchRequestPrototype(req: object): void {
 }
 
 /**
+ * @internal The context `requestContext()` pinned to this request (never the async one), or
+ * undefined. It may come from another copy of caduceus: only the fields under global symbols are
+ * shared between copies.
+ */
+export function pinnedContext(req: object): Context | undefined {
+  return (req as { [CONTEXT_KEY]?: Context })[CONTEXT_KEY];
+}
+
+/**
  * The current request's context, or undefined outside a request. Pass `req` to read it from the
  * request object instead (works in event handlers that lost the async context).
  */
 export function getContext(req?: object): RequestContext | undefined {
   if (req !== undefined) {
-    const pinned = (req as Record<symbol, RequestContext | undefined>)[CONTEXT_KEY];
+    const pinned = pinnedContext(req);
     if (pinned !== undefined) return pinned;
   }
   return storage().getStore();
@@ -590,7 +599,7 @@ export function bindContext<F extends (this: unknown, ...args: any[]) => any>(fn
  * own listener.
  */
 export function onResponseClose<R extends ServerResponse>(req: object, res: R, fn: (this: R) => void): void {
-  const ctx = (req as Record<symbol, Record<symbol, Closer[] | undefined> | undefined>)[CONTEXT_KEY];
+  const ctx = pinnedContext(req);
   if (ctx === undefined) {
     res.on('close', fn);
     return;
@@ -620,8 +629,7 @@ export function dropOnResponseClose(
     res.removeListener('close', listener as (...args: unknown[]) => void);
     dropped++;
   }
-  const ctx = (req as Record<symbol, Record<symbol, Closer[] | undefined> | undefined>)[CONTEXT_KEY];
-  const closers = ctx?.[CLOSERS];
+  const closers = pinnedContext(req)?.[CLOSERS];
   if (closers !== undefined)
     for (let i = closers.length - 1; i >= 0; i--) {
       if (!matches(closers[i] as Closer)) continue;
@@ -636,16 +644,13 @@ export function dropOnResponseClose(
  * context: what the first one's parts asked to run at close moves to the new one, so the one
  * listener already on the response still finds it.
  */
-export function adoptClosers(ctx: Context, previous: object): void {
-  ctx[CLOSERS] = (previous as Record<symbol, Closer[] | undefined>)[CLOSERS];
-  ctx[ACCESS_LOG_START] = (previous as Record<symbol, number | undefined>)[ACCESS_LOG_START];
+export function adoptClosers(ctx: Context, previous: Context): void {
+  ctx[CLOSERS] = previous[CLOSERS];
+  ctx[ACCESS_LOG_START] = previous[ACCESS_LOG_START];
 }
 
 function runClosers(this: ServerResponse): void {
-  const ctx = (this.req as unknown as Record<symbol, Record<symbol, Closer[] | undefined> | undefined>)[
-    CONTEXT_KEY
-  ];
-  const closers = ctx?.[CLOSERS];
+  const closers = pinnedContext(this.req)?.[CLOSERS];
   if (closers === undefined) return;
   for (const fn of closers) fn.call(this);
 }

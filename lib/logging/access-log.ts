@@ -3,12 +3,11 @@ import { performance } from 'node:perf_hooks';
 import type { LogLevel } from '../config/index.js';
 import {
   ACCESS_LOG_START,
-  CONTEXT_KEY,
   onResponseClose,
+  pinnedContext,
   routeTemplateOf,
   storage,
 } from '../context/store.js';
-import type { RequestContext } from '../context/store.js';
 import { ConfigError, readOptions } from '../errors/index.js';
 import type { Logger, LoggerOptions } from './create-logger.js';
 import { levelEnabled } from './helpers.js';
@@ -77,10 +76,6 @@ export function routeOf(req: Request): string | undefined {
 
 /** On the response while its access line is pending: when the request started (performance.now()). */
 const STARTED = Symbol('caduceus.accessLog.started');
-/** What the access log keeps on a request's context (see `ACCESS_LOG_START`). */
-interface Pending {
-  [ACCESS_LOG_START]?: number | undefined;
-}
 
 /**
  * One access-log line per request when the response finishes (or the client goes away): method,
@@ -111,11 +106,11 @@ export function logging(input: Readonly<LoggingOptions> = {}): RequestHandler {
     const res = this as unknown as Record<symbol, number | undefined> & Response;
     const req = this.req;
     // The context pinned to the request, never whatever async context 'close' happens to run in.
-    const ctx = (req as unknown as Record<symbol, (RequestContext & Pending) | undefined>)[CONTEXT_KEY];
+    const ctx = pinnedContext(req);
     // Pending on the context (or on the response, for a logging() that ran before any context);
     // the first logging() to get here takes both and writes the one line, any other finds none.
     let start = ctx?.[ACCESS_LOG_START];
-    if (start !== undefined) (ctx as Pending)[ACCESS_LOG_START] = undefined;
+    if (ctx !== undefined && start !== undefined) ctx[ACCESS_LOG_START] = undefined;
     const own = res[STARTED];
     if (own !== undefined) {
       res[STARTED] = undefined;
@@ -178,7 +173,7 @@ export function logging(input: Readonly<LoggingOptions> = {}): RequestHandler {
       next();
       return;
     }
-    const ctx = (req as unknown as Record<symbol, (RequestContext & Pending) | undefined>)[CONTEXT_KEY];
+    const ctx = pinnedContext(req);
     if (ctx === undefined) (res as unknown as Record<symbol, number>)[STARTED] = performance.now();
     else ctx[ACCESS_LOG_START] = ctx.startHr;
     // Every response emits 'close' once: after 'finish', or when the client goes away. The listener

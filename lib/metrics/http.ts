@@ -2,11 +2,11 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Settings } from '../config/index.js';
-import type { RequestContext } from '../context/index.js';
 import { otelRegistered } from '../context/otel.js';
 import {
   dropOnResponseClose,
   onResponseClose,
+  pinnedContext,
   CONTEXT_KEY,
   patchRequestPrototype,
   ROUTE_TRACKER,
@@ -403,7 +403,7 @@ export function metrics(input: Readonly<MetricsMiddlewareOptions> = {}): Request
   function onClose(this: ServerResponse & Measured): void {
     const req = this.req as Request & Record<symbol, unknown>;
     state.inFlight--;
-    const ctx = req[CONTEXT_KEY] as RequestContext | undefined;
+    const ctx = pinnedContext(req);
     const now = performance.now();
     const seconds = (now - (ctx?.startHr ?? this[STARTED] ?? now)) / 1000;
     const route = req[UNMATCHED] === true ? unmatched : (routeOf(req) ?? unmatched);

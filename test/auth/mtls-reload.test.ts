@@ -188,6 +188,7 @@ describe.each(eachExpress)('createMtlsServer().updateCredentials() on %s', (_nam
       ],
       ['a misspelt option', { crls: pki.crl }, /unknown option "crls"\. Did you mean "crl"\?/],
       ['a CRL that is not text', { crl: 5 }, /crl must be PEM text/],
+      ['a null certificate (only the CRL can be dropped)', { cert: null }, /cert must be PEM text/],
       ['an empty CRL string', { crl: '' }, /crl must be PEM text/],
       [
         'a CRL that does not parse',

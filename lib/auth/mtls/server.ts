@@ -124,8 +124,9 @@ const TLS_VERSIONS: readonly string[] = ['TLSv1.2', 'TLSv1.3'];
 function checkPem(where: string, options: Readonly<MtlsCredentials>, partial: boolean): void {
   for (const name of ['cert', 'key', 'ca', 'crl'] as const) {
     const value = options[name];
-    const optional = partial || name === 'crl';
-    if (optional && (value === undefined || (name === 'crl' && value === null && partial))) continue;
+    // Absent: fine for an update, and for the CRL always. `crl: null` (drop it) only in an update.
+    if (value === undefined && (partial || name === 'crl')) continue;
+    if (value === null && partial && name === 'crl') continue;
     if (!isPemInput(value))
       throw ConfigError.option(where, name, 'PEM text (string or Buffer, or an array)', value);
   }
